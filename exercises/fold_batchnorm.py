@@ -1,0 +1,25 @@
+# Exercise file: this one is yours. Replace each `raise NotImplementedError` with your code.
+# Check it with `pytest -m fold_batchnorm` or `python grader.py fold_batchnorm`; stuck? `python grader.py --hint fold_batchnorm`.
+"""Topic 11 (bonus, beyond the lecture), fold_batchnorm: fold an eval-mode BatchNorm into the
+Linear layer before it, so inference needs one matmul and no normalisation.
+
+In eval mode BatchNorm is a fixed per-feature affine map, and an affine map after a Linear layer
+is another Linear layer.
+See kata/notes/fold_batchnorm.md.
+"""
+import torch
+
+
+def fold_batchnorm(W, b, running_mean, running_var, gamma, beta, eps=1e-5):
+    """(W', b') with x @ W' + b' == batchnorm_eval(x @ W + b, running_mean, running_var, gamma, beta, eps).
+
+    Formula: s = gamma / sqrt(running_var + eps);  W' = W * s (each column j times s[j]);
+             b' = (b - running_mean) * s + beta, with b = 0 when it is None
+
+    Shape: W: (fan_in, fan_out); b, running_mean, running_var, gamma, beta: (fan_out,)
+           -> (W': (fan_in, fan_out), b': (fan_out,))
+
+    Note: the scale multiplies COLUMNS of W (x @ W layout); with torch's (fan_out, fan_in)
+    weight it would multiply rows.
+    """
+    raise NotImplementedError("fold_batchnorm: fold_batchnorm is yours to write (hint: python grader.py --hint fold_batchnorm)")

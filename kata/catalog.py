@@ -1,0 +1,131 @@
+"""The mistake catalog and the stub check, run against the topic tests.
+
+A mistake (kata/hints/<topic>.toml) is a patch that turns the reference into a realistic wrong
+implementation. `check_topic` builds one folder per mistake (solutions/ with that patch applied)
+and runs tests/test_<topic>.py on all of them in one pytest process (`--impl` repeated); each
+mistake must fail at least one test, and a named one must print `[mistake: <id>]`.
+
+    python -m kata.catalog [TOPIC ...]      # report every mistake: caught? named?
+    python -m kata.catalog --stubs          # the generated stubs must fail every topic test
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kata import generate, topics
+from kata.loader import BUILTIN, ROOT
+
+
+@dataclass
+class Verdict:
+    """What a topic's tests did to one implementation folder."""
+    passed: int = 0
+    failed: list = field(default_factory=list)  # (test name, failure text)
+
+    def text(self) -> str:
+        return "\n".join(message for _, message in self.failed)
+
+
+def apply(mistake: topics.Mistake, source: str) -> str:
+    """The reference source with the mistake's patch applied; each `find` must occur exactly once."""
+    for find, replace in mistake.patch:
+        count = source.count(find)
+        if count != 1:
+            raise ValueError(f"{mistake.topic}/{mistake.id}: patch text occurs {count} times in "
+                             f"solutions/{mistake.topic}.py, expected once: {find!r}")
+        source = source.replace(find, replace)
+    return source
+
+
+def build(mistake: topics.Mistake, dest: Path) -> Path:
+    """A copy of solutions/ with the mistake in its topic's file."""
+    shutil.copytree(BUILTIN["solutions"], dest, ignore=shutil.ignore_patterns("__pycache__"))
+    path = dest / f"{mistake.topic}.py"
+    path.write_text(apply(mistake, path.read_text(encoding="utf-8")), encoding="utf-8")
+    return dest
+
+
+def run_tests(test_files, impl_dirs, workdir: Path, extra=()) -> dict[str, Verdict]:
+    """Run pytest on `test_files` for every folder in `impl_dirs` (one process); verdicts by folder name."""
+    report = workdir / "report.xml"
+    command = [sys.executable, "-m", "pytest", *map(str, test_files), "-q", "-p", "no:cacheprovider",
+               f"--junitxml={report}", "-o", "junit_family=xunit1", *extra]
+    for folder in impl_dirs:
+        command += ["--impl", str(folder)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if not report.is_file():
+        raise RuntimeError(f"pytest wrote no report (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    names = [Path(d).name for d in impl_dirs]
+    verdicts = {name: Verdict() for name in names}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        name = case.get("name", "")
+        owner = names[0] if len(names) == 1 else _owner(name, names)
+        problems = [p for p in case if p.tag in ("failure", "error", "skipped")]
+        if problems:
+            text = "\n".join((p.get("message") or "") + "\n" + (p.text or "") for p in problems)
+            verdicts[owner].failed.append((name, text))
+        else:
+            verdicts[owner].passed += 1
+    return verdicts
+
+
+def _owner(test_name: str, names: list[str]) -> str:
+    """Which folder a parametrized test id belongs to (ids are '[<folder>]' or '[<folder>-...]' etc.)."""
+    params = re.split(r"[\[\]-]", test_name)
+    matches = [n for n in names if n in params]
+    if len(matches) != 1:
+        raise RuntimeError(f"cannot tell which implementation {test_name!r} ran")
+    return matches[0]
+
+
+def check_topic(topic: str, workdir: Path) -> dict[str, Verdict]:
+    """Verdict for each of the topic's mistakes, keyed by mistake id."""
+    mistakes = topics.mistakes(topic)
+    dirs = [build(m, workdir / f"mut{k:02d}") for k, m in enumerate(mistakes)]
+    verdicts = run_tests([ROOT / "tests" / f"test_{topic}.py"], dirs, workdir)
+    return {m.id: verdicts[d.name] for m, d in zip(mistakes, dirs)}
+
+
+def check_stubs(workdir: Path) -> Verdict:
+    """The generated stubs (not exercises/, which may hold learner work) against every topic test."""
+    stubs = workdir / "stubs"
+    generate.generate(stubs)
+    return run_tests([ROOT / "tests"], [stubs], workdir)["stubs"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kata.catalog", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("topics", nargs="*", default=list(topics.NAMES))
+    parser.add_argument("--stubs", action="store_true", help="check that the stubs fail every test")
+    args = parser.parse_args(argv)
+    bad = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.stubs:
+            verdict = check_stubs(Path(tmp))
+            print(f"stubs: {verdict.passed} topic tests passed (expected 0), {len(verdict.failed)} failed")
+            return 1 if verdict.passed else 0
+        for topic in args.topics:
+            work = Path(tmp) / topic
+            work.mkdir()
+            for mistake_id, verdict in check_topic(topic, work).items():
+                mistake = next(m for m in topics.mistakes(topic) if m.id == mistake_id)
+                caught = bool(verdict.failed)
+                named = f"[mistake: {mistake_id}]" in verdict.text()
+                ok = caught and (named or not mistake.named)
+                bad += not ok
+                print(f"{'ok ' if ok else 'BAD'} {topic}/{mistake_id}: {len(verdict.failed)} failing, "
+                      f"{verdict.passed} passing" + ("" if not mistake.named else f", named: {named}"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

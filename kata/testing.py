@@ -1,0 +1,245 @@
+"""Assertions that teach, shared by the topic tests.
+
+Every check names the call, what came back, what was expected and, where the value matches a
+known wrong answer (a *suspect*), the mistake in the lecture's terms, tagged `[mistake: <id>]` so
+the grader can show that mistake's explanation from kata/hints/<topic>.toml.
+
+Tests never compare with solutions/: expected values come from torch or from a formula written
+in the test, and suspects are formulas too.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import os
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEFAULT_SEED = 1234
+
+
+def base_seed() -> int:
+    """KATA_SEED, else the fixed default: every random draw in the suite derives from it."""
+    return int(os.environ.get("KATA_SEED", DEFAULT_SEED))
+
+
+def seed_for(key: str) -> int:
+    """A per-test seed: independent streams for different tests, reproducible for one KATA_SEED."""
+    return (base_seed() * 1_000_003 + zlib.crc32(key.encode())) % (2**63)
+
+
+class KataFailure(AssertionError):
+    """A failed check; its message is the lesson."""
+
+
+def fail(message: str, mistake: str | None = None) -> None:
+    raise KataFailure(message + (f" [mistake: {mistake}]" if mistake else ""))
+
+
+# ---------------------------------------------------------------- describing values
+def safe_repr(obj, limit: int = 80) -> str:
+    """repr() that survives learner objects whose __repr__ raises or runs long."""
+    try:
+        text = repr(obj)
+    except BaseException:  # noqa: BLE001 - a learner's __repr__ is untrusted too
+        text = f"<{type(obj).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def dims(t) -> str:
+    """'[32,6]' for a tensor of shape (32, 6)."""
+    return "[" + ",".join(str(d) for d in t.shape) + "]"
+
+
+def call(fn: str, *args, **kwargs) -> str:
+    """How a call is shown in messages: call('f', ('x', x), threshold=0.99) -> 'f(x[32,6], threshold=0.99)'.
+    Positional arguments are (name, value) pairs; tensors show their shape, others their value."""
+    def show(name, value, keyword):
+        if isinstance(value, torch.Tensor):
+            return f"{name}{dims(value)}" if value.ndim else f"{name}={value.item():.4g}"
+        return f"{name}={safe_repr(value, 40)}" if keyword or not name else safe_repr(value, 40)
+    parts = [show(n, v, False) for n, v in args] + [show(k, v, True) for k, v in kwargs.items()]
+    return f"{fn}({', '.join(parts)})"
+
+
+def fmt(value) -> str:
+    """Short human form of a float or a tensor's values."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 1:
+            return f"{value.item():.6g}"
+        flat = value.detach().double().flatten()
+        head = ", ".join(f"{v:.4g}" for v in flat[:4].tolist())
+        return f"tensor{dims(value)} [{head}{', ...' if flat.numel() > 4 else ''}]"
+    return safe_repr(value)
+
+
+# ---------------------------------------------------------------- types
+def expect_float(out, call: str) -> float:
+    """The contract says a Python float: `type(out) is float`, so no object can claim equality."""
+    if type(out) is not float:
+        hint = " Use .item() to turn a one-element tensor into a float." if isinstance(out, torch.Tensor) else ""
+        fail(f"{call} returned {type(out).__name__} {safe_repr(out)}, expected a Python float.{hint}")
+    return out
+
+
+def expect_tensor(out, call: str, shape=None, dtype=None) -> torch.Tensor:
+    """A real torch.Tensor (not a subclass or look-alike), with the given shape and dtype."""
+    if type(out) not in (torch.Tensor, torch.nn.Parameter):
+        fail(f"{call} returned {type(out).__name__} {safe_repr(out)}, expected a torch.Tensor")
+    if shape is not None and tuple(out.shape) != tuple(shape):
+        fail(f"{call} returned shape {tuple(out.shape)}, expected {tuple(shape)}"
+             + (": reduce over dim 0 (the batch), keeping one value per feature" if len(shape) == 1 else ""))
+    if dtype is not None and out.dtype != dtype:
+        fail(f"{call} returned dtype {out.dtype}, expected {dtype}")
+    return out
+
+
+# ---------------------------------------------------------------- values
+@dataclass(frozen=True)
+class Suspect:
+    """A known wrong answer: if the learner's value matches `value`, the message says `why`."""
+    id: str
+    value: object
+    why: str
+
+
+def _close(a, b, rtol: float, atol: float) -> bool:
+    a = torch.as_tensor(a, dtype=torch.float64)
+    b = torch.as_tensor(b, dtype=torch.float64)
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
+
+
+def expect_close(out, expected, *, call: str, what: str = "returned", why: str = "",
+                 suspects=(), rtol: float = 1e-6, atol: float = 1e-6) -> None:
+    """`out` equals `expected` (a float or a tensor from torch or a formula) within rtol/atol.
+    Floats must be Python floats and tensors real tensors of the expected shape. On a mismatch,
+    a matching suspect names the mistake."""
+    if isinstance(expected, float):
+        expect_float(out, call)
+    else:
+        expect_tensor(out, call, shape=expected.shape)
+    if _close(out.detach() if isinstance(out, torch.Tensor) else out, expected, rtol, atol):
+        return
+    message = f"{call} {what} {fmt(out)}, expected {fmt(expected)}"
+    if isinstance(expected, torch.Tensor) and expected.numel() > 1:
+        diff = (out.detach().double() - expected.double()).abs()
+        diff = torch.nan_to_num(diff, nan=math.inf)
+        index = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+        message += (f"; largest difference at {list(index)}: got {out[index].item():.6g}, "
+                    f"expected {expected[index].item():.6g}")
+    for suspect in suspects:
+        if _close(out.detach() if isinstance(out, torch.Tensor) else out, suspect.value, rtol, atol):
+            fail(f"{message}: {suspect.why}", mistake=suspect.id)
+    fail(message + (f": {why}" if why else ""))
+
+
+def expect(condition: bool, message: str, mistake: str | None = None) -> None:
+    """A plain check with a teaching message (for properties that are not one value)."""
+    if not condition:
+        fail(message, mistake)
+
+
+# ---------------------------------------------------------------- inputs are not touched
+@contextmanager
+def inputs_unchanged(call: str, **inputs):
+    """Fail if the code inside changes any of `inputs` (tensors, or lists of tensors) in place."""
+    before = {name: _snapshot(value) for name, value in inputs.items()}
+    yield
+    for name, value in inputs.items():
+        if not _same(_snapshot(value), before[name]):
+            fail(f"{call} changed its argument {name} in place; the contract says every function "
+                 "returns new tensors and leaves its inputs unchanged (x -= mean or W *= scale "
+                 "rewrite the caller's tensor: write y = x - mean instead)", mistake="in_place")
+
+
+def _snapshot(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (list, tuple)):
+        return [_snapshot(v) for v in value]
+    return value
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):  # NaN counts as equal to NaN: a NaN input left alone is unchanged
+        return (isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype
+                and bool(torch.equal(a.isnan(), b.isnan())) and bool(torch.equal(a.nan_to_num(), b.nan_to_num())))
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a is b or a == b
+
+
+def expect_new_tensor(out, call: str, **inputs) -> None:
+    """`out` must not be one of the inputs or share its memory (a view would change with it)."""
+    for name, value in inputs.items():
+        if isinstance(value, torch.Tensor) and isinstance(out, torch.Tensor) and value.numel() and out.numel():
+            if out is value or out.untyped_storage().data_ptr() == value.untyped_storage().data_ptr():
+                fail(f"{call} returned its argument {name} itself (or a view of it), expected a new "
+                     "tensor: the caller's tensor would change whenever yours does", mistake="in_place")
+
+
+# ---------------------------------------------------------------- no shortcuts
+class ShortcutError(RuntimeError):
+    pass
+
+
+def _dotted_names(tree: ast.AST):
+    """Every dotted name the source mentions: attribute chains and `from X import Y` as X.Y."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            parts, cur = [node.attr], node.value
+            while isinstance(cur, ast.Attribute):
+                parts.append(cur.attr)
+                cur = cur.value
+            if isinstance(cur, ast.Name):
+                parts.append(cur.id)
+            yield ".".join(reversed(parts)), node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                yield f"{node.module}.{alias.name}", node.lineno
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+
+
+def _mentions(dotted: str, forbidden: str) -> bool:
+    """True if `forbidden`'s components appear contiguously in `dotted` (nn.init in torch.nn.init.x)."""
+    have, want = dotted.split("."), forbidden.split(".")
+    return any(have[i:i + len(want)] == want for i in range(len(have) - len(want) + 1))
+
+
+def expect_no_shortcut_source(path: Path, forbidden, topic: str, why: str) -> None:
+    """The learner's file must not name the built-in that the topic teaches (read with ast)."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=str(path))
+    for dotted, line in _dotted_names(tree):
+        for name in forbidden:
+            if _mentions(dotted, name):
+                fail(f"{path.name}:{line} uses {dotted}: the {topic} topic asks you to write this "
+                     f"yourself, not to call torch's {name}; {why}", mistake="shortcut")
+
+
+@contextmanager
+def shortcuts_blocked(topic: str, targets, why: str):
+    """While inside, calling any of `targets` ((owner, attribute) pairs) raises ShortcutError,
+    which catches aliases that a source scan misses."""
+    saved = [(owner, attr, getattr(owner, attr)) for owner, attr in targets]
+
+    def blocked(name):
+        def refuse(*args, **kwargs):
+            raise ShortcutError(f"your {topic} code called torch's {name}: this topic asks you to write "
+                                f"it yourself; {why} [mistake: shortcut]")
+        return refuse
+
+    try:
+        for owner, attr, original in saved:
+            setattr(owner, attr, blocked(f"{getattr(owner, '__name__', type(owner).__name__)}.{attr}"))
+        yield
+    finally:
+        for owner, attr, original in saved:
+            setattr(owner, attr, original)

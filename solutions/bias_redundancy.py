@@ -1,0 +1,48 @@
+"""Topic 8, bias_redundancy: a bias right before a BatchNorm does nothing.
+
+Lecture: BatchNorm subtracts the batch mean, and a bias adds the same constant to every row of a
+feature, so the subtraction removes it: its gradient is exactly zero and it never learns. The
+lecture builds every Linear that feeds a BatchNorm1d with bias=False; BatchNorm's beta plays the
+bias's part.
+See kata/notes/bias_redundancy.md for the viewer questions on this topic.
+"""
+from .modules import BatchNorm1d, Linear
+
+
+def redundant_biases(layers):
+    """Indices of the Linear layers that have a bias and are immediately followed by a BatchNorm1d.
+
+    Formula: [i for i in range(len(layers) - 1) if layers[i] is a Linear with a bias and
+              layers[i + 1] is a BatchNorm1d]
+
+    Shape: list of modules -> list of int, in increasing order
+
+    Lecture value: the deep net built with the default bias=True has 6 such layers; the lecture
+    removes them all (bias=False).
+    """
+    # BEGIN SOLUTION
+    return [
+        i
+        for i, (layer, following) in enumerate(zip(layers, layers[1:]))
+        if isinstance(layer, Linear) and layer.bias is not None and isinstance(following, BatchNorm1d)
+    ]
+    # END SOLUTION
+
+
+def drop_redundant_biases(layers):
+    """Remove those biases in place (bias = None) and return how many scalars were removed.
+
+    Formula: removed = sum of layers[i].bias.numel() for i in redundant_biases(layers)
+
+    Shape: list of modules -> int
+
+    Lecture value: the deep net with biases has 47,551 parameters; dropping the six redundant
+    biases (5 * 100 + 27 = 527 scalars) gives the lecture's 47,024.
+    """
+    # BEGIN SOLUTION
+    removed = 0
+    for i in redundant_biases(layers):
+        removed += layers[i].bias.numel()
+        layers[i].bias = None
+    return removed
+    # END SOLUTION

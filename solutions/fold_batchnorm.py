@@ -1,0 +1,27 @@
+"""Topic 11 (bonus, beyond the lecture), fold_batchnorm: fold an eval-mode BatchNorm into the
+Linear layer before it, so inference needs one matmul and no normalisation.
+
+In eval mode BatchNorm is a fixed per-feature affine map, and an affine map after a Linear layer
+is another Linear layer.
+See kata/notes/fold_batchnorm.md.
+"""
+import torch
+
+
+def fold_batchnorm(W, b, running_mean, running_var, gamma, beta, eps=1e-5):
+    """(W', b') with x @ W' + b' == batchnorm_eval(x @ W + b, running_mean, running_var, gamma, beta, eps).
+
+    Formula: s = gamma / sqrt(running_var + eps);  W' = W * s (each column j times s[j]);
+             b' = (b - running_mean) * s + beta, with b = 0 when it is None
+
+    Shape: W: (fan_in, fan_out); b, running_mean, running_var, gamma, beta: (fan_out,)
+           -> (W': (fan_in, fan_out), b': (fan_out,))
+
+    Note: the scale multiplies COLUMNS of W (x @ W layout); with torch's (fan_out, fan_in)
+    weight it would multiply rows.
+    """
+    # BEGIN SOLUTION
+    scale = gamma / torch.sqrt(running_var + eps)  # (fan_out,)
+    bias = torch.zeros_like(running_mean) if b is None else b
+    return W * scale, (bias - running_mean) * scale + beta  # (fan_in, fan_out), (fan_out,)
+    # END SOLUTION

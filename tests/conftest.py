@@ -1,0 +1,85 @@
+"""Test set-up: which implementation is under test, seeds, and the rule that learner code cannot
+pass a test by leaving it (sys.exit, KeyboardInterrupt, pytest.skip).
+
+    KATA_IMPL=solutions pytest            # or: pytest --impl solutions
+    pytest --impl a --impl b              # several folders at once (the mistake catalog uses this)
+    KATA_SEED=7 pytest                    # another draw of every random input
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from kata.loader import Implementation, ImplNotFound, resolve
+from kata.testing import base_seed, seed_for
+
+
+def pytest_addoption(parser):
+    parser.addoption("--impl", action="append", default=None, metavar="exercises|solutions|PATH",
+                     help="implementation to test (default: $KATA_IMPL or exercises); repeat to test several")
+
+
+def _impls(config) -> list[str]:
+    return config.getoption("impl") or [os.environ.get("KATA_IMPL") or "exercises"]
+
+
+def pytest_configure(config):
+    for impl in _impls(config):
+        try:
+            resolve(impl)
+        except ImplNotFound as e:
+            raise pytest.UsageError(str(e)) from None
+
+
+def pytest_report_header(config):
+    shown = ", ".join(f"{i} ({resolve(i)})" for i in _impls(config))
+    return f"kata: testing {shown}; KATA_SEED={base_seed()}"
+
+
+def pytest_generate_tests(metafunc):
+    impls = _impls(metafunc.config)
+    if "impl" in metafunc.fixturenames and len(impls) > 1:
+        metafunc.parametrize("impl", impls, indirect=True, scope="session", ids=[Path(i).name for i in impls])
+
+
+@pytest.fixture(scope="session")
+def impl(request) -> Implementation:
+    """The implementation under test; `impl.load('batchnorm')` imports its batchnorm.py afresh."""
+    return Implementation(getattr(request, "param", None) or _impls(request.config)[0])
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """This test's seed, derived from KATA_SEED and the test's id."""
+    return seed_for(request.node.nodeid)
+
+
+@pytest.fixture
+def gen(seed) -> torch.Generator:
+    """A torch.Generator seeded for this test: pass it to every random draw."""
+    return torch.Generator().manual_seed(seed)
+
+
+_ESCAPES = (SystemExit, KeyboardInterrupt, pytest.skip.Exception, pytest.exit.Exception)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A test body that exits, is interrupted or skips has not passed: report it as a failure.
+    (Our tests never skip from inside a body, so any skip there came from learner code.)"""
+    try:
+        return (yield)
+    except _ESCAPES as e:
+        what = {"Skipped": "called pytest.skip()", "Exit": "called pytest.exit()"}.get(
+            type(e).__name__, f"raised {type(e).__name__}({safe_args(e)})")
+        raise AssertionError(
+            f"the code under test {what} during {pyfuncitem.name}: leaving a test early is not "
+            "passing it, so this counts as a failure"
+        ) from None
+
+
+def safe_args(e: BaseException) -> str:
+    return ", ".join(repr(a)[:40] for a in e.args)

@@ -1,0 +1,165 @@
+"""Topic 5, batchnorm: batchnorm_forward against torch's F.batch_norm (training mode) in float64,
+plus the properties that define it. Run: pytest -m batchnorm"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kata.testing import (Suspect, call, expect, expect_close, expect_new_tensor, expect_no_shortcut_source,
+                          expect_tensor, inputs_unchanged, shortcuts_blocked)
+
+pytestmark = pytest.mark.batchnorm
+
+TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
+WHY_NO_SHORTCUT = "compute the batch mean and variance with tensor ops (x.mean(0), ...)"
+SHORTCUTS = ("batch_norm", "nn.BatchNorm1d", "functional.normalize", "layer_norm", "instance_norm")
+
+
+@pytest.fixture(scope="module")
+def topic(impl):
+    return impl.load("batchnorm")
+
+
+@pytest.fixture
+def forward(topic):
+    """The learner's batchnorm_forward, with torch's own batch norm switched off while it runs."""
+    def run(*args, **kwargs):
+        targets = [(F, "batch_norm"), (torch, "batch_norm"), (torch.nn.BatchNorm1d, "forward")]
+        with shortcuts_blocked("batchnorm", targets, WHY_NO_SHORTCUT):
+            return topic.batchnorm_forward(*args, **kwargs)
+    return run
+
+
+def draw(gen, n, c, spread=3.0):
+    """x with per-feature offsets and scales (nothing symmetric that could hide a bug), gamma, beta."""
+    x = torch.randn(n, c, generator=gen, dtype=torch.float64) * spread * torch.rand(c, generator=gen, dtype=torch.float64) \
+        + 5 * torch.randn(c, generator=gen, dtype=torch.float64)
+    gamma = 0.5 + torch.rand(c, generator=gen, dtype=torch.float64)
+    beta = torch.randn(c, generator=gen, dtype=torch.float64)
+    return x, gamma, beta
+
+
+def suspects(x, gamma, beta, eps):
+    """The almost-right versions a learner writes, each a formula."""
+    n = x.shape[0]
+    mean = x.mean(0)
+    var = x.var(0, unbiased=False)
+    xhat = (x - mean) / torch.sqrt(var + eps)
+    ratio = (n / (n - 1)) ** 0.5
+    return (
+        Suspect("unbiased_variance", gamma * (x - mean) / torch.sqrt(x.var(0) + eps) + beta,
+                f"the normalised values are off by a factor sqrt({n}/{n - 1}) = {ratio:.3f}: you normalised with the "
+                "unbiased variance (x.var(0) and x.std(0) divide by N-1, as the lecture writes it); "
+                "torch.nn.BatchNorm1d and the kata use the biased one: x.var(0, unbiased=False)"),
+        Suspect("eps_outside_sqrt", gamma * (x - mean) / (torch.sqrt(var) + eps) + beta,
+                "eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps"),
+        Suspect("no_eps", gamma * (x - mean) / torch.sqrt(var) + beta,
+                f"eps={eps} was left out: divide by sqrt(var + eps) so a constant feature cannot divide by zero"),
+        Suspect("gamma_beta_swapped", beta * xhat + gamma,
+                "gamma and beta are swapped: gamma scales (the gain) and beta shifts (the bias)"),
+        Suspect("uncentred_variance", gamma * (x - mean) / torch.sqrt((x**2).mean(0) + eps) + beta,
+                "the variance is the uncentred second moment mean(x**2); subtract the mean first: mean((x - mean)**2)"),
+        Suspect("no_mean_subtraction", gamma * x / torch.sqrt(var + eps) + beta,
+                "the batch mean is not subtracted: xhat = (x - mean) / sqrt(var + eps)"),
+        Suspect("wrong_dim", gamma * (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + eps) + beta,
+                "the statistics are taken over dim 1 (the features of one example); batch norm takes them over "
+                "dim 0, the batch, one mean and variance per feature"),
+    )
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_batchnorm_forward_matches_torch_batch_norm_in_training_mode(forward, gen, case):
+    n = int(torch.randint(2, 65, (), generator=gen))
+    c = int(torch.randint(1, 17, (), generator=gen))
+    x, gamma, beta = draw(gen, n, c)
+    eps = [1e-5, 1e-3, 0.1][case % 3]  # 0.1 makes eps's place visible even for unit-variance features
+    expected = F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta), eps=eps)
+    expect_close(forward(x, gamma, beta, eps=eps), expected, call=shown, what="returned",
+                 suspects=suspects(x, gamma, beta, eps), **TOL)
+
+
+def test_batchnorm_forward_uses_biased_variance_at_the_lecture_batch_size(forward, gen):
+    x, _, _ = draw(gen, 32, 6)
+    gamma, beta = torch.ones(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)  # output = xhat itself
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta), eps=0.0)
+    out = expect_tensor(forward(x, gamma, beta, eps=0.0), shown, shape=x.shape).detach()
+    shrunk = torch.full((6,), (31 / 32) ** 0.5, dtype=torch.float64)
+    expect_close(out.std(0, unbiased=False), torch.ones(6, dtype=torch.float64), call=shown,
+                 what="output std per feature (dividing by N) is", **TOL,
+                 suspects=[Suspect("unbiased_variance", shrunk,
+                                   "that factor is sqrt(31/32) = 0.984: you normalised with the unbiased variance "
+                                   "(x.std(0), as the lecture writes it); torch.nn.BatchNorm1d uses the biased one, "
+                                   "x.var(0, unbiased=False)")])
+
+
+@pytest.mark.parametrize("n", [2, 3, 32])
+def test_batchnorm_forward_output_has_mean_beta_and_std_gamma_per_feature(forward, gen, n):
+    x, gamma, beta = draw(gen, n, 5)
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta), eps=0.0)
+    out = expect_tensor(forward(x, gamma, beta, eps=0.0), shown, shape=x.shape).detach()
+    expect_close(out.mean(0), beta, call=shown, what="output mean per feature is", **TOL,
+                 why="after normalising, each feature's mean is 0, and beta shifts it")
+    expect_close(out.std(0, unbiased=False), gamma, call=shown, what="output std (biased) per feature is", **TOL,
+                 why="after normalising, each feature's std is 1 (biased, dividing by N), and gamma scales it")
+
+
+def test_batchnorm_forward_maps_a_constant_feature_to_beta(forward, gen):
+    x, gamma, beta = draw(gen, 16, 4)
+    x[:, 2] = 7.25  # var 0: only eps inside the sqrt keeps this finite
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta), eps=1e-5)
+    out = expect_tensor(forward(x, gamma, beta, eps=1e-5), shown, shape=x.shape).detach()
+    expect(bool(torch.isfinite(out).all()),
+           f"{shown} returned inf or nan for a constant feature (column 2 is all 7.25): its variance is 0, "
+           "so divide by sqrt(var + eps), with eps inside the square root", mistake="no_eps")
+    expect_close(out[:, 2], beta[2].expand(16), call=shown, what="column 2 (a constant feature) became", **TOL,
+                 why="x - mean is exactly 0 there, so the output is beta")
+
+
+def test_batchnorm_forward_ignores_a_per_feature_shift_of_the_input(forward, gen):
+    x, gamma, beta = draw(gen, 24, 5)
+    shift = 10 * torch.randn(5, generator=gen, dtype=torch.float64)  # what a bias before BN adds
+    shown = call("batchnorm_forward", ("x + shift", x), ("gamma", gamma), ("beta", beta))
+    expect_close(forward(x + shift, gamma, beta), forward(x, gamma, beta), call=shown, what="returned",
+                 why="subtracting the batch mean removes any constant added to a feature (this is why a "
+                     "bias before BatchNorm is redundant)", rtol=1e-6, atol=1e-6)  # shift of 10s costs ~1e-14 per op
+
+
+def test_batchnorm_forward_gradients_match_torch_batch_norm(forward, gen):
+    x, gamma, beta = draw(gen, 8, 3)
+    upstream = torch.randn(8, 3, generator=gen, dtype=torch.float64)  # not all-ones: sum() would hide errors
+    ours = [t.clone().requires_grad_() for t in (x, gamma, beta)]
+    theirs = [t.clone().requires_grad_() for t in (x, gamma, beta)]
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
+    out = expect_tensor(forward(*ours), shown, shape=x.shape)
+    expect(out.requires_grad, f"{shown} returned a tensor with no autograd graph: batchnorm_forward must be "
+                              "differentiable (no torch.no_grad(), no .detach(), no .item() inside)")
+    (out * upstream).sum().backward()
+    (F.batch_norm(theirs[0], None, None, theirs[1], theirs[2], training=True) * upstream).sum().backward()
+    for name, a, b in zip(("x", "gamma", "beta"), ours, theirs):
+        expect(a.grad is not None, f"{shown}: no gradient reached {name}")
+        expect_close(a.grad, b.grad, call=shown, what=f"gave d loss / d {name} =", **TOL,
+                     why="autograd through your formula should equal torch's batch norm gradient")
+
+
+def test_batchnorm_forward_leaves_inputs_unchanged(forward, gen):
+    x, gamma, beta = draw(gen, 10, 4)
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
+    with inputs_unchanged(shown, x=x, gamma=gamma, beta=beta):
+        out = forward(x, gamma, beta)
+    expect_new_tensor(out, shown, x=x)
+
+
+def test_batchnorm_forward_keeps_float32_in_float32(forward, gen):
+    x, gamma, beta = (t.float() for t in draw(gen, 32, 6))
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
+    out = expect_tensor(forward(x, gamma, beta), shown, shape=x.shape, dtype=torch.float32)
+    expected = F.batch_norm(x, None, None, gamma, beta, training=True)
+    expect_close(out, expected, call=shown, what="returned", rtol=1e-4, atol=1e-5)  # float32: ~1e-7 per op
+
+
+def test_batchnorm_forward_computes_without_torch_batch_norm(forward, impl, gen):
+    x, gamma, beta = draw(gen, 32, 6)
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
+    expect_close(forward(x, gamma, beta), F.batch_norm(x, None, None, gamma, beta, training=True),
+                 call=shown, what="returned", **TOL)  # runs with torch's batch norm switched off
+    expect_no_shortcut_source(impl.file("batchnorm"), SHORTCUTS, "batchnorm", WHY_NO_SHORTCUT)
