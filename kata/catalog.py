@@ -57,9 +57,9 @@ def run_tests(test_files, impl_dirs, workdir: Path, extra=()) -> dict[str, Verdi
     """Run pytest on `test_files` for every folder in `impl_dirs` (one process); verdicts by folder name."""
     report = workdir / "report.xml"
     command = [sys.executable, "-m", "pytest", *map(str, test_files), "-q", "-p", "no:cacheprovider",
-               f"--junitxml={report}", "-o", "junit_family=xunit1", *extra]
-    for folder in impl_dirs:
-        command += ["--impl", str(folder)]
+               f"--junitxml={report}", "-o", "junit_family=xunit1", f"--rootdir={ROOT}",
+               "-c", str(ROOT / "pyproject.toml"), *extra]
+    command += [f"--impl={folder}" for folder in impl_dirs]  # one token each: a bare path would count as a test path
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if not report.is_file():
         raise RuntimeError(f"pytest wrote no report (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -68,6 +68,7 @@ def run_tests(test_files, impl_dirs, workdir: Path, extra=()) -> dict[str, Verdi
     for case in ET.parse(report).getroot().iter("testcase"):
         name = case.get("name", "")
         owner = names[0] if len(names) == 1 else _owner(name, names)
+        name = f"{case.get('classname', '')}::{name}"  # tests.test_batchnorm::test_...
         problems = [p for p in case if p.tag in ("failure", "error", "skipped")]
         if problems:
             text = "\n".join((p.get("message") or "") + "\n" + (p.text or "") for p in problems)

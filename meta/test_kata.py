@@ -1,0 +1,123 @@
+"""Checks of the kata itself (not of a learner): the stubs fail every topic test, every catalogued
+mistake is caught, exercises/ is what the generator writes, and both trees meet the contract.
+
+Run with the rest: KATA_IMPL=solutions pytest tests meta
+"""
+import ast
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from kata import catalog, generate, topics
+from kata.loader import ROOT
+
+CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "check_contract.py"
+MIN_TESTS_PER_TOPIC, MIN_TESTS = 6, 80
+MIN_MISTAKES_PER_TOPIC = 4
+# The mistakes a learner makes most often: each must be caught AND named in the failure output.
+MUST_NAME = {
+    "batchnorm": ["unbiased_variance", "eps_outside_sqrt"],
+}
+
+
+def topic_of(test_name: str) -> str:
+    """'tests.test_batchnorm::test_x[3]' -> 'batchnorm'."""
+    return test_name.split("::")[0].rpartition(".test_")[2]
+
+
+@pytest.fixture(scope="module")
+def stub_verdict(tmp_path_factory):
+    return catalog.check_stubs(tmp_path_factory.mktemp("stubs"))
+
+
+@pytest.fixture(scope="module")
+def mistake_verdicts(tmp_path_factory):
+    """Every topic's mistakes, two topics at a time (one pytest process each, two cores)."""
+    def one(topic):
+        return topic, catalog.check_topic(topic, tmp_path_factory.mktemp(topic))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(one, topics.NAMES))
+
+
+def test_exercises_are_what_the_generator_writes():
+    stale = generate.drift()
+    assert not stale, (f"exercises/ differs from the stubs generated from solutions/ for {stale}: "
+                       "run `python -m kata generate` after editing solutions/")
+
+
+@pytest.mark.skipif(not CONTRACT_CHECK.is_file(), reason="../shared/tools/check_contract.py is not beside this clone")
+def test_both_trees_meet_the_contract():
+    done = subprocess.run([sys.executable, str(CONTRACT_CHECK), "exercises", "solutions"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and "contract: 0 problem" in done.stdout, done.stdout + done.stderr
+
+
+def test_stubs_fail_every_topic_test(stub_verdict):
+    assert stub_verdict.passed == 0, f"{stub_verdict.passed} topic tests pass on the untouched stubs"
+    assert stub_verdict.failed, "no topic test ran against the stubs"
+
+
+def test_every_topic_has_enough_tests(stub_verdict):
+    counts = {t: 0 for t in topics.NAMES}
+    for name, _ in stub_verdict.failed:
+        counts[topic_of(name)] += 1
+    thin = {t: n for t, n in counts.items() if n < MIN_TESTS_PER_TOPIC}
+    assert not thin, f"topics with fewer than {MIN_TESTS_PER_TOPIC} tests: {thin}"
+    assert sum(counts.values()) >= MIN_TESTS, f"{sum(counts.values())} topic tests, expected at least {MIN_TESTS}"
+
+
+@pytest.mark.parametrize("topic", topics.NAMES)
+def test_topic_tests_carry_the_topic_marker_and_property_names(topic):
+    """`pytest -m <topic>` selects exactly the topic; tests are named test_<function>_<invariant>."""
+    path = ROOT / "tests" / f"test_{topic}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    marks = [ast.unparse(n.value) for n in tree.body
+             if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)]
+    assert marks == [f"pytest.mark.{topic}"], f"{path.name}: pytestmark is {marks}, expected pytest.mark.{topic}"
+    public = _public_names(topic)
+    tests = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+    badly_named = [t for t in tests if not any(t.startswith(f"test_{p}_") for p in public)]
+    assert not badly_named, f"{path.name}: name tests test_<function>_<invariant> with one of {public}: {badly_named}"
+
+
+def _public_names(topic: str) -> list:
+    tree = ast.parse((ROOT / "solutions" / f"{topic}.py").read_text(encoding="utf-8"))
+    return [n.name.lower() for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+            and not n.name.startswith("_")]
+
+
+@pytest.mark.parametrize("topic", topics.NAMES)
+def test_topic_has_hints_and_a_mistake_catalog(topic):
+    assert len(topics.hints(topic)) >= 3, f"{topic}: needs at least 3 hint levels (concept, formula, near-solution)"
+    found = topics.mistakes(topic)
+    assert len(found) >= MIN_MISTAKES_PER_TOPIC, f"{topic}: {len(found)} catalogued mistakes, expected at least 4"
+    assert len({m.id for m in found}) == len(found), f"{topic}: mistake ids repeat"
+    source = (ROOT / "solutions" / f"{topic}.py").read_text(encoding="utf-8")
+    for mistake in found:
+        assert catalog.apply(mistake, source) != source
+
+
+@pytest.mark.parametrize("topic", topics.NAMES)
+def test_every_catalogued_mistake_is_caught_by_its_topic_tests(topic, mistake_verdicts):
+    verdicts = mistake_verdicts[topic]
+    missed = [mistake_id for mistake_id, verdict in verdicts.items() if not verdict.failed]
+    assert not missed, f"{topic}: these wrong implementations pass every test: {missed}"
+    for mistake in topics.mistakes(topic):
+        tag = f"[mistake: {mistake.id}]"
+        if mistake.named:
+            assert tag in verdicts[mistake.id].text(), f"{topic}/{mistake.id} is caught but no failure says {tag}"
+
+
+def test_the_common_mistakes_are_named():
+    for topic, ids in MUST_NAME.items():
+        catalogued = {m.id: m for m in topics.mistakes(topic)}
+        for mistake_id in ids:
+            assert mistake_id in catalogued and catalogued[mistake_id].named, f"{topic}/{mistake_id} must be catalogued and named"
+
+
+def test_topic_notes_exist_for_every_topic():
+    missing = [t for t in topics.NAMES if not topics.notes(t).strip()]
+    assert not missing, f"kata/notes/<topic>.md missing for {missing}"
