@@ -43,6 +43,11 @@ def resolve(impl: str | os.PathLike | None = None) -> Path:
     return path.resolve()
 
 
+def chosen(impl_options=None) -> list[str]:
+    """The implementations a pytest run tests: its --impl values, else $KATA_IMPL, else exercises."""
+    return list(impl_options or [os.environ.get("KATA_IMPL") or "exercises"])
+
+
 class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
     """Compile from the .py text every time: no stale bytecode, no writes beside learner files."""
 

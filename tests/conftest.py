@@ -7,36 +7,17 @@ pass a test by leaving it (sys.exit, KeyboardInterrupt, pytest.skip).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from kata.loader import Implementation, ImplNotFound, resolve
-from kata.testing import base_seed, seed_for
-
-
-def pytest_addoption(parser):
-    parser.addoption("--impl", action="append", default=None, metavar="exercises|solutions|PATH",
-                     help="implementation to test (default: $KATA_IMPL or exercises); repeat to test several")
+from kata.loader import Implementation, chosen
+from kata.testing import seed_for
 
 
 def _impls(config) -> list[str]:
-    return config.getoption("impl") or [os.environ.get("KATA_IMPL") or "exercises"]
-
-
-def pytest_configure(config):
-    for impl in _impls(config):
-        try:
-            resolve(impl)
-        except ImplNotFound as e:
-            raise pytest.UsageError(str(e)) from None
-
-
-def pytest_report_header(config):
-    shown = ", ".join(f"{i} ({resolve(i)})" for i in _impls(config))
-    return f"kata: testing {shown}; KATA_SEED={base_seed()}"
+    return chosen(config.getoption("impl"))
 
 
 def pytest_generate_tests(metafunc):
