@@ -93,8 +93,7 @@ def expect_tensor(out, call: str, shape=None, dtype=None) -> torch.Tensor:
     if type(out) not in (torch.Tensor, torch.nn.Parameter):
         fail(f"{call} returned {type(out).__name__} {safe_repr(out)}, expected a torch.Tensor")
     if shape is not None and tuple(out.shape) != tuple(shape):
-        fail(f"{call} returned shape {tuple(out.shape)}, expected {tuple(shape)}"
-             + (": reduce over dim 0 (the batch), keeping one value per feature" if len(shape) == 1 else ""))
+        fail(f"{call} returned shape {tuple(out.shape)}, expected {tuple(shape)}")
     if dtype is not None and out.dtype != dtype:
         fail(f"{call} returned dtype {out.dtype}, expected {dtype}")
     return out
