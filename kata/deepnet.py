@@ -1,0 +1,116 @@
+"""Part 2 of `python -m kata lecture`: the lecture's deep net, built from the learner's modules.
+
+C, then 5 x [Linear(bias=False), BatchNorm1d, Tanh], then Linear(bias=False) and BatchNorm1d,
+as the lecture's final notebook; trained for its 1,001 steps (i = 0..1000) at lr 0.1, then
+inspected with the learner's activation_stats, grad_to_data_ratio and update_ratios.
+Without batch norm (--no-batchnorm) it is the lecture's earlier net: Linear(bias=True) + Tanh,
+the last Linear's weight * 0.1, the others * gain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from kata.mlp import BATCH, SEED
+
+N_EMBD, N_HIDDEN, DEPTH = 10, 100, 5
+STEPS, LR = 1001, 0.1
+LECTURE = {  # printed by the notebook after 1,001 steps (with batch norm, gain 1)
+    "step0_loss": 3.2870, "train": 2.4003, "val": 2.3982,
+    "tanh": [(2, -0.00, 0.63, 0.0278, 2.64e-3), (5, 0.00, 0.64, 0.0256, 2.25e-3),
+             (8, -0.00, 0.65, 0.0225, 2.05e-3), (11, 0.00, 0.65, 0.0169, 1.98e-3),
+             (14, 0.00, 0.65, 0.0188, 1.95e-3)],  # (layer, mean, std, saturated, grad std)
+    "weights": [((27, 10), 8.02e-3, 8.01e-3), ((30, 100), 9.24e-3, 4.88e-2),
+                ((100, 100), 7.13e-3, 6.96e-2), ((100, 100), 6.23e-3, 6.07e-2),
+                ((100, 100), 5.74e-3, 5.63e-2), ((100, 100), 5.67e-3, 5.57e-2),
+                ((100, 27), 1.21e-2, 1.16e-1)],  # (shape, grad std, grad:data)
+}
+
+
+@dataclass
+class DeepNet:
+    C: torch.Tensor
+    layers: list
+    batchnorm: bool
+    gain: float
+    gen: torch.Generator  # the notebook's g: it drew C and the weights, then draws the minibatches
+
+    def parameters(self) -> list:
+        return [self.C] + [p for layer in self.layers for p in layer.parameters()]
+
+    def __call__(self, X):
+        emb = self.C[X]  # (N, block_size, n_embd)
+        x = emb.view(emb.shape[0], -1)  # (N, block_size * n_embd)
+        for layer in self.layers:
+            x = layer(x)
+        return x  # (N, vocab)
+
+    def tanh_layers(self) -> list[int]:
+        return [i for i, layer in enumerate(self.layers) if type(layer).__name__ == "Tanh"]
+
+
+def build(modules, vocab_size: int, block_size: int, batchnorm: bool = True, gain: float | None = None) -> DeepNet:
+    """The lecture's net from the learner's Linear, BatchNorm1d and Tanh, drawn from the lecture's
+    generator in its order (C, then each Linear's weight)."""
+    gain = (1.0 if batchnorm else 5 / 3) if gain is None else gain
+    g = torch.Generator().manual_seed(SEED)
+    C = torch.randn((vocab_size, N_EMBD), generator=g)
+    Linear, BatchNorm1d, Tanh = modules.Linear, modules.BatchNorm1d, modules.Tanh
+    layers, fan_in = [], N_EMBD * block_size
+    for _ in range(DEPTH):
+        if batchnorm:
+            layers += [Linear(fan_in, N_HIDDEN, bias=False, generator=g), BatchNorm1d(N_HIDDEN), Tanh()]
+        else:
+            layers += [Linear(fan_in, N_HIDDEN, generator=g), Tanh()]
+        fan_in = N_HIDDEN
+    if batchnorm:
+        layers += [Linear(N_HIDDEN, vocab_size, bias=False, generator=g), BatchNorm1d(vocab_size)]
+    else:
+        layers += [Linear(N_HIDDEN, vocab_size, generator=g)]
+    with torch.no_grad():
+        if batchnorm:
+            layers[-1].gamma *= 0.1  # last layer less confident at init
+        else:
+            layers[-1].weight *= 0.1
+        for layer in layers[:-1]:  # as the notebook: with BN this includes the last Linear
+            if isinstance(layer, Linear):
+                layer.weight *= gain
+    net = DeepNet(C, layers, batchnorm, gain, g)
+    for p in net.parameters():
+        p.requires_grad = True
+    return net
+
+
+@dataclass
+class Trace:
+    losses: list = field(default_factory=list)
+    update_ratios: list = field(default_factory=list)  # one row per step, one value per weight
+    init_tanh: list = field(default_factory=list)  # activation_stats of each tanh at step 0
+
+
+def train(net: DeepNet, diagnostics, update_ratio, Xtr, Ytr, steps: int = STEPS, lr: float = LR, progress=None):
+    """The notebook's loop; after it every layer's .out holds the last step's output and .out.grad
+    its gradient (retain_grad), and each weight its .grad, as the lecture's tables and plots use."""
+    params = net.parameters()
+    trace = Trace()
+    for i in range(steps):
+        ix = torch.randint(0, Xtr.shape[0], (BATCH,), generator=net.gen)
+        logits = net(Xtr[ix])
+        loss = F.cross_entropy(logits, Ytr[ix])
+        for layer in net.layers:
+            layer.out.retain_grad()
+        for p in params:
+            p.grad = None
+        loss.backward()
+        if i == 0:
+            trace.init_tanh = [diagnostics.activation_stats(net.layers[j].out.detach()) for j in net.tanh_layers()]
+        for p in params:  # the notebook updates at its last step too, then breaks
+            p.data += -lr * p.grad
+        trace.losses.append(loss.item())
+        with torch.no_grad():
+            trace.update_ratios.append(list(update_ratio.update_ratios(params, lr)))
+        if progress is not None:
+            progress(1, loss.item())
+    return trace
