@@ -21,8 +21,16 @@ def _colors(n):
     return [plt.get_cmap("viridis")(x) for x in torch.linspace(0.0, 0.85, n).tolist()]
 
 
+def _weight_names(net) -> list[str]:
+    """'C (27, 10)', then 'layer 0 Linear (30, 100)', ...: the 2-D parameters in order."""
+    names = [f"C {tuple(net.C.shape)}"]
+    for i, layer in enumerate(net.layers):
+        names += [f"layer {i} {type(layer).__name__} {tuple(p.shape)}" for p in layer.parameters() if p.ndim == 2]
+    return names
+
+
 def _histogram(ax, t, color, label):
-    hy, hx = torch.histogram(t.detach().float().flatten(), bins=60, density=True)
+    hy, hx = torch.histogram(t.detach().float().flatten(), bins=50, density=True)
     centres = (hx[:-1] + hx[1:]) / 2
     ax.plot(centres.tolist(), hy.tolist(), color=color, lw=1.6, label=label)
 
@@ -32,7 +40,7 @@ def _finish(fig, ax, title, xlabel, ylabel, path):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, framealpha=0.9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -40,7 +48,7 @@ def _finish(fig, ax, title, xlabel, ylabel, path):
 
 
 def activations(net, code, path, subtitle):
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(13, 4.8))
     layers = net.tanh_layers()
     for color, j in zip(_colors(len(layers)), layers):
         s = code.activation_stats(net.layers[j].out.detach())
@@ -53,7 +61,7 @@ def activations(net, code, path, subtitle):
 
 
 def gradients(net, path, subtitle):
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(13, 4.8))
     layers = net.tanh_layers()
     for color, j in zip(_colors(len(layers)), layers):
         grad = net.layers[j].out.grad
@@ -63,21 +71,21 @@ def gradients(net, path, subtitle):
 
 
 def weight_gradients(net, code, path, subtitle):
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(13, 4.8))
     weights = [p for p in net.parameters() if p.ndim == 2]
-    for color, p in zip(_colors(len(weights)), weights):
+    for color, name, p in zip(_colors(len(weights)), _weight_names(net), weights):
         ratio = code.grad_to_data_ratio(p.detach(), p.grad)
-        _histogram(ax, p.grad, color, f"{tuple(p.shape)}: grad std {p.grad.std().item():.2e}, grad:data {ratio:.2e}")
+        _histogram(ax, p.grad, color, f"{name}: grad std {p.grad.std().item():.2e}, grad:data {ratio:.2e}")
     return _finish(fig, ax, f"viz #3: weight gradient distribution\n{subtitle}",
                    "d loss / d weight", "density", path)
 
 
 def update_ratios(net, trace, path, subtitle, lr):
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(13, 4.8))
     ud = torch.tensor(trace.update_ratios)  # (steps, n_weights)
-    shapes = [tuple(p.shape) for p in net.parameters() if p.ndim == 2]
-    for k, (color, shape) in enumerate(zip(_colors(len(shapes)), shapes)):
-        ax.plot(ud[:, k].tolist(), color=color, lw=1.2, label=f"param {k} {shape}")
+    names = _weight_names(net)
+    for k, (color, name) in enumerate(zip(_colors(len(names)), names)):
+        ax.plot(ud[:, k].tolist(), color=color, lw=1.0, label=name)
     ax.axhline(-3, color="black", ls="--", lw=1.5, label="-3: updates about 1/1000 of the data")
     return _finish(fig, ax, f"viz #4: update:data ratio over training (lr {lr})\n{subtitle}",
                    "step", "log10( (lr * grad).std() / data.std() )", path)
