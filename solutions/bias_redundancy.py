@@ -17,8 +17,11 @@ def redundant_biases(layers):
 
     Shape: list of modules -> list of int, in increasing order
 
-    Lecture value: the deep net built with the default bias=True has 6 such layers; the lecture
-    removes them all (bias=False).
+    Lecture value: the deep net built with the default bias=True has 6 such layers, at indices
+    0, 3, 6, 9, 12, 15; the lecture removes them all (bias=False).
+
+    Note: only the very next layer counts. A bias before a Tanh, or one whose BatchNorm1d comes
+    later behind another layer, changes the output and is not redundant.
     """
     # BEGIN SOLUTION
     return [
@@ -38,6 +41,9 @@ def drop_redundant_biases(layers):
 
     Lecture value: the deep net with biases has 47,551 parameters; dropping the six redundant
     biases (5 * 100 + 27 = 527 scalars) gives the lecture's 47,024.
+
+    Note: set the bias to None (as Linear(bias=False) has it), not to zeros: a zero tensor is
+    still a parameter. A second call finds nothing and returns 0.
     """
     # BEGIN SOLUTION
     removed = 0
