@@ -36,7 +36,7 @@ def float64_default():
 
 def build(modules, gen, spec, width=4):
     """Layers from a short spec: 'L' Linear with bias, 'l' Linear(bias=False), 'B' BatchNorm1d, 'T' Tanh.
-    Linear sizes change along the list (width, width + 1, ...) so that bias sizes differ."""
+    The Linear at position k has fan_out width + k + 1, so that bias sizes differ."""
     layers, fan_in = [], width
     for k, code in enumerate(spec):
         if code in "Ll":
@@ -67,7 +67,7 @@ def suspects(spec):
         Suspect("ignores_missing_bias", [i for i in range(n - 1) if spec[i] in "Ll" and spec[i + 1] == "B"],
                 "that list includes Linear layers built with bias=False (their bias is None): there is nothing "
                 "to remove there"),
-        Suspect("every_bias", [i for i in range(n) if spec[i] == "L"],
+        Suspect("drops_every_bias", [i for i in range(n) if spec[i] == "L"],
                 "that is every Linear with a bias; only a bias right before a BatchNorm1d is redundant (one "
                 "before a Tanh changes what the Tanh sees)"),
     )
