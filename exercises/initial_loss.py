@@ -13,11 +13,14 @@ import math
 def expected_initial_loss(vocab_size):
     """The cross-entropy of a uniform prediction over `vocab_size` classes.
 
-    Formula: -log(1 / vocab_size)  (= log(vocab_size))
+    Formula: -log(1 / vocab_size)  (= log(vocab_size), natural log)
 
     Shape: int -> float
 
-    Lecture value: 3.2958 for vocab_size 27 (the 26 letters plus '.').
+    Lecture value: 3.295836866 for vocab_size 27 (the 26 letters plus '.'); the naive init
+    starts at 27.88 on the first batch instead.
+
+    Note: this is exactly F.cross_entropy of all-zero logits: every class gets 1/vocab_size.
     """
     raise NotImplementedError("initial_loss: expected_initial_loss is yours to write (hint: python grader.py --hint initial_loss)")
 
@@ -33,6 +36,7 @@ def scale_output_layer(W, b, scale=0.01):
     W2 * 0.1 gives 4.2326 and W2 * 0 exactly 3.2958. The lecture keeps 0.01, not 0, so the
     weights still differ from one another (some symmetry breaking).
 
-    Note: return new tensors; `W *= scale` would rewrite the caller's weights.
+    Note: return new tensors; `W *= scale` would rewrite the caller's weights. The bias is
+    zeroed, not scaled: a random bias alone would make some characters likelier at init.
     """
     raise NotImplementedError("initial_loss: scale_output_layer is yours to write (hint: python grader.py --hint initial_loss)")

@@ -1,0 +1,176 @@
+"""Topic 1, no_grad: split_loss against a cross-entropy written out in the test (log_softmax +
+gather + mean, float64), run with a forward that records whether autograd was on. Run: pytest -m no_grad"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kata.testing import Suspect, call, expect, expect_close, inputs_unchanged, safe_repr
+
+pytestmark = pytest.mark.no_grad
+
+TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
+
+
+@pytest.fixture(scope="module")
+def topic(impl):
+    return impl.load("no_grad")
+
+
+class Model:
+    """A tiny model like the lecture's: a trainable table looked up by the context characters.
+    It records torch.is_grad_enabled() at every call, so a test can see how it was run."""
+
+    def __init__(self, gen, vocab, spread=2.0):
+        self.table = (spread * torch.randn(vocab, vocab, generator=gen, dtype=torch.float64)).requires_grad_()
+        self.grad_enabled = []
+
+    def __call__(self, X):
+        self.grad_enabled.append(torch.is_grad_enabled())
+        return self.lookup(X)
+
+    def logits(self, X):
+        with torch.no_grad():
+            return self.lookup(X)
+
+    def lookup(self, X):
+        """The lecture's C[X], summed over the context; index_select stays single-threaded (fast on 2 cores)."""
+        N, block_size = X.shape
+        rows = self.table.index_select(0, X.reshape(-1))  # (N * block_size, vocab)
+        return rows.view(N, block_size, -1).sum(1)  # (N, vocab) logits
+
+
+def draw(gen, n, vocab, block_size=3):
+    X = torch.randint(0, vocab, (n, block_size), generator=gen)
+    Y = torch.randint(0, vocab, (n,), generator=gen)
+    return Model(gen, vocab), X, Y
+
+
+def cross_entropy(logits, Y) -> float:
+    """The lecture's loss, written out: -mean_i log softmax(logits)[i, Y[i]], softmax over dim 1."""
+    return -F.log_softmax(logits, dim=1).gather(1, Y[:, None]).mean().item()
+
+
+def suspects(logits, Y):
+    """Values an almost-right split_loss returns, each a formula."""
+    picked = F.log_softmax(logits, dim=1).gather(1, Y[:, None])  # (N, 1)
+    rows = torch.arange(len(Y))
+    return (
+        Suspect("sum_not_mean", -picked.sum().item(),
+                f"that is the SUM over the {len(Y)} examples: the loss is their mean (F.cross_entropy's default "
+                "reduction), so the train and val losses can be compared whatever the split's size"),
+        Suspect("nll_on_logits", -logits[rows, Y].mean().item(),
+                "that is F.nll_loss on the raw logits: nll_loss expects LOG-probabilities; take "
+                "F.log_softmax(logits, 1) first, or use F.cross_entropy(logits, Y), which does both"),
+        Suspect("nll_on_probs", -F.softmax(logits, dim=1)[rows, Y].mean().item(),
+                "that is minus the mean PROBABILITY of the target: the loss takes the log of it, "
+                "-log p; F.cross_entropy(logits, Y) does softmax, log and the mean in one go"),
+        Suspect("softmax_dim0", -F.log_softmax(logits, dim=0)[rows, Y].mean().item(),
+                "the softmax ran over dim 0, the examples; each row of the (N, vocab) logits is one "
+                "example's scores for the vocab characters, so normalise over dim 1"),
+    )
+
+
+def expect_python_float(out, shown):
+    expect(type(out) is float,
+           f"{shown} returned {type(out).__name__} {safe_repr(out)}, expected a Python float: call .item() on the "
+           "loss, as the lecture prints split losses; a tensor would carry a 0-d result around instead of a number",
+           mistake="returns_tensor")
+    return out
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_split_loss_matches_the_cross_entropy_written_out(topic, gen, case):
+    n = int(torch.randint(2, 200, (), generator=gen))
+    vocab = int(torch.randint(3, 30, (), generator=gen))
+    model, X, Y = draw(gen, n, vocab)
+    shown = call("split_loss", ("forward", model), ("X", X), ("Y", Y))
+    out = expect_python_float(topic.split_loss(model, X, Y), shown)
+    logits = model.logits(X)
+    expect_close(out, cross_entropy(logits, Y), call=shown, suspects=suspects(logits, Y), **TOL)
+
+
+def test_split_loss_runs_forward_with_grad_disabled(topic, gen):
+    model, X, Y = draw(gen, 64, 27)
+    shown = call("split_loss", ("forward", model), ("X", X), ("Y", Y))
+    out = expect_python_float(topic.split_loss(model, X, Y), shown)
+    expect_close(out, cross_entropy(model.logits(X), Y), call=shown, **TOL)
+    expect(len(model.grad_enabled) > 0, f"{shown} never called forward(X)")
+    expect(not any(model.grad_enabled),
+           f"{shown} ran forward(X) with autograd on (torch.is_grad_enabled() was True inside it): wrap the "
+           "forward pass in `with torch.no_grad():` (the lecture decorates split_loss with @torch.no_grad()) so "
+           "torch does not build a graph and keep every activation of the whole split for a backward that never "
+           "comes; .detach() afterwards is too late, the graph was already built", mistake="no_no_grad")
+    expect(model.table.grad is None, f"{shown} wrote a gradient into the model's parameters: evaluating a "
+                                     "split must not call backward()")
+
+
+@pytest.mark.parametrize("vocab", [27, 5])
+def test_split_loss_of_uniform_logits_is_log_vocab(topic, gen, vocab):
+    n = 40
+    offsets = 3 * torch.randn(n, 1, generator=gen, dtype=torch.float64)  # one constant per row: still uniform
+
+    def uniform(X):
+        return offsets.expand(len(X), vocab).clone()  # (N, vocab), every class equally likely
+
+    X = torch.randint(0, vocab, (n, 3), generator=gen)
+    Y = torch.randint(0, vocab, (n,), generator=gen)
+    shown = call("split_loss", ("forward", uniform), ("X", X), ("Y", Y))
+    out = expect_python_float(topic.split_loss(uniform, X, Y), shown)
+    expect_close(out, math.log(vocab), call=shown, suspects=suspects(offsets.expand(n, vocab), Y), **TOL,
+                 why=f"logits that are equal within each row give every one of the {vocab} classes probability "
+                     f"1/{vocab}, a loss of -log(1/{vocab}) = {math.log(vocab):.4f}")
+
+
+def test_split_loss_ignores_a_constant_added_to_each_row_of_logits(topic, gen):
+    model, X, Y = draw(gen, 50, 11)
+    shift = 10 * torch.randn(50, 1, generator=gen, dtype=torch.float64)
+
+    def shifted(X_):
+        return model(X_) + shift  # (N, vocab): softmax over a row is unchanged by adding a constant to it
+
+    shown = call("split_loss", ("forward + per-row shift", shifted), ("X", X), ("Y", Y))
+    out = expect_python_float(topic.split_loss(shifted, X, Y), shown)
+    logits = model.logits(X) + shift
+    expect_close(out, cross_entropy(model.logits(X), Y), call=shown, suspects=suspects(logits, Y), **TOL,
+                 why="the softmax of a row does not change when a constant is added to the whole row, so neither "
+                     "does the loss")
+
+
+def test_split_loss_takes_the_mean_so_a_repeated_split_has_the_same_loss(topic, gen):
+    model, X, Y = draw(gen, 30, 9)
+    twice_X, twice_Y = torch.cat([X, X]), torch.cat([Y, Y])  # (60, 3), (60,)
+    shown = call("split_loss", ("forward", model), ("X", twice_X), ("Y", twice_Y))
+    out = expect_python_float(topic.split_loss(model, twice_X, twice_Y), shown)
+    logits = model.logits(twice_X)
+    expect_close(out, cross_entropy(model.logits(X), Y), call=shown, suspects=suspects(logits, twice_Y), **TOL,
+                 why="the same examples twice must give the same mean loss")
+
+
+def test_split_loss_works_for_a_single_example(topic, gen):
+    model, X, Y = draw(gen, 1, 7)
+    shown = call("split_loss", ("forward", model), ("X", X), ("Y", Y))
+    out = expect_python_float(topic.split_loss(model, X, Y), shown)
+    logits = model.logits(X)
+    expect_close(out, cross_entropy(logits, Y), call=shown, suspects=suspects(logits, Y), **TOL)
+
+
+def test_split_loss_leaves_X_and_Y_unchanged(topic, gen):
+    model, X, Y = draw(gen, 20, 8)
+    shown = call("split_loss", ("forward", model), ("X", X), ("Y", Y))
+    with inputs_unchanged(shown, X=X, Y=Y):
+        out = topic.split_loss(model, X, Y)
+    expect_close(expect_python_float(out, shown), cross_entropy(model.logits(X), Y), call=shown, **TOL)
+
+
+def test_split_loss_accepts_float32_logits(topic, gen):
+    model, X, Y = draw(gen, 32, 27)
+
+    def forward32(X_):
+        return model(X_).float()  # (N, vocab) float32, as the lecture's model computes
+
+    shown = call("split_loss", ("forward", forward32), ("X", X), ("Y", Y))
+    out = expect_python_float(topic.split_loss(forward32, X, Y), shown)
+    expect_close(out, cross_entropy(model.logits(X).float().double(), Y), call=shown,
+                 rtol=1e-5, atol=1e-5)  # float32 log-softmax over 27 classes: ~1e-7 relative per op
