@@ -1,6 +1,7 @@
 """Topic 1, no_grad: evaluate a split's loss without building an autograd graph.
 
 Lecture: starter code, `split_loss('train')` / `split_loss('val')` under `@torch.no_grad()`.
+See kata/notes/no_grad.md (what no_grad saves, and why it is not BatchNorm's eval mode).
 """
 import torch
 import torch.nn.functional as F
