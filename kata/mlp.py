@@ -18,6 +18,7 @@ tiny tensors. Here:
 """
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 from dataclasses import dataclass, field
@@ -135,6 +136,11 @@ def _index_chunks(gens, n, steps):
         yield start, torch.stack([torch.randint(0, n, (size, BATCH), generator=g) for g in gens])
 
 
+def _report_every(steps: int) -> int:
+    """Report progress every 1000 steps, or ten times in a short run."""
+    return max(1, min(1000, steps // 10))
+
+
 def train_plain(stages: list[Stage], Xtr, Ytr, steps: int, progress=None) -> torch.Tensor:
     """Train the stages without batch norm together; returns the per-step losses (S, steps).
 
@@ -148,6 +154,7 @@ def train_plain(stages: list[Stage], Xtr, Ytr, steps: int, progress=None) -> tor
     offset = (torch.arange(S) * V).view(S, 1, 1, 1)
     losses = torch.empty(S, steps)
     minus_one = torch.full((S, BATCH, 1), -1.0)
+    every = _report_every(steps)
     with torch.no_grad():
         for start, ix in _index_chunks([s.gen for s in stages], Xtr.shape[0], steps):
             Xc = Xtr[ix] + offset  # (S, chunk, 32, block_size): rows of the stacked C
@@ -170,8 +177,8 @@ def train_plain(stages: list[Stage], Xtr, Ytr, steps: int, progress=None) -> tor
                 W1.baddbmm_(emb.transpose(1, 2), dhpre, alpha=-lr)
                 b1.sub_(dhpre.sum(1, keepdim=True), alpha=lr)
                 C.index_add_(0, Xb.reshape(-1), demb.reshape(-1, N_EMBD), alpha=-lr)
-                if progress is not None and (start + t + 1) % 1000 == 0:
-                    progress(1000, losses[:, start + t - 999:start + t + 1].mean().item())
+                if progress is not None and (start + t + 1) % every == 0:
+                    progress(every, losses[:, start + t + 1 - every:start + t + 1].mean().item())
     for s, stage in enumerate(stages):
         stage.params.update(C=C.view(S, V, N_EMBD)[s], W1=W1[s], b1=b1[s, 0], W2=W2[s], b2=b2[s, 0])
     return losses
@@ -186,7 +193,10 @@ def train_batchnorm(stage: Stage, code, Xtr, Ytr, steps: int, progress=None) -> 
     p, bn = stage.params, stage.bn
     C, W1, W2, b2 = p["C"], p["W1"], p["W2"], p["b2"]
     gamma, beta = bn["gamma"].requires_grad_(), bn["beta"].requires_grad_()
+    running = torch.stack((bn["running_mean"], bn["running_var"]))  # (2, 200)
+    minus_one = torch.full((BATCH, 1), -1.0)
     losses = torch.empty(1, steps)
+    every = _report_every(steps)
     for start, ix in _index_chunks([stage.gen], Xtr.shape[0], steps):
         Xc, Yc = Xtr[ix[0]], Ytr[ix[0]]  # (chunk, 32, block_size), (chunk, 32)
         for t in range(ix.shape[1]):
@@ -198,15 +208,17 @@ def train_batchnorm(stage: Stage, code, Xtr, Ytr, steps: int, progress=None) -> 
             with torch.no_grad():
                 h = torch.tanh(y)
                 logp = torch.log_softmax(torch.addmm(b2, h, W2), -1)  # (32, 27)
-                losses[0, start + t] = -logp[torch.arange(BATCH), Yb].mean()
-                dlogits = logp.exp_()
-                dlogits[torch.arange(BATCH), Yb] -= 1
-                dlogits /= BATCH
+                losses[0, start + t] = -logp.gather(1, Yb.unsqueeze(1)).mean()
+                dlogits = logp.exp_().scatter_add_(1, Yb.unsqueeze(1), minus_one)
+                dlogits /= BATCH  # (softmax - onehot) / N
                 dy = (dlogits @ W2.T).mul_(1 - h * h)  # (32, 200)
             y.backward(dy)
             with torch.no_grad():
-                bn["running_mean"] = code.ema_update(bn["running_mean"], hpre.mean(0), BN_MOMENTUM)
-                bn["running_var"] = code.ema_update(bn["running_var"], hpre.var(0), BN_MOMENTUM)
+                # one call for both statistics (ema_update is elementwise); the unbiased var
+                # written out, because Tensor.var on CPU costs as much as ten small ops
+                mean = hpre.mean(0)  # (200,)
+                var = (hpre - mean).square_().sum(0).div_(BATCH - 1)  # (200,), unbiased
+                running = code.ema_update(running, torch.stack((mean, var)), BN_MOMENTUM)  # (2, 200)
                 demb = hpre.grad @ W1.T  # (32, 30)
                 W1.addmm_(emb.T, hpre.grad, alpha=-lr)
                 W2.addmm_(h.T, dlogits, alpha=-lr)
@@ -215,9 +227,10 @@ def train_batchnorm(stage: Stage, code, Xtr, Ytr, steps: int, progress=None) -> 
                 beta.sub_(beta.grad, alpha=lr)
                 gamma.grad = beta.grad = None
                 C.index_add_(0, Xb.reshape(-1), demb.view(-1, N_EMBD), alpha=-lr)
-            if progress is not None and (start + t + 1) % 1000 == 0:
-                progress(1000, losses[0, start + t - 999:start + t + 1].mean().item())
+            if progress is not None and (start + t + 1) % every == 0:
+                progress(every, losses[0, start + t + 1 - every:start + t + 1].mean().item())
     bn["gamma"], bn["beta"] = gamma.detach(), beta.detach()
+    bn["running_mean"], bn["running_var"] = running[0].clone(), running[1].clone()
     return losses
 
 
@@ -285,7 +298,11 @@ def evaluate(stage: Stage, code, data) -> dict:
 def _bn_worker(stage, code, Xtr, Ytr, steps, conn):
     torch.set_num_threads(1)
     losses = train_batchnorm(stage, code, Xtr, Ytr, steps)
-    conn.send((stage.params, stage.bn, losses))
+    # plain bytes: torch's own pickling of tensors shares file descriptors, which breaks when
+    # this process exits before the parent has read them
+    buffer = io.BytesIO()
+    torch.save((stage.params, stage.bn, losses), buffer)
+    conn.send_bytes(buffer.getvalue())
     conn.close()
 
 
@@ -297,7 +314,7 @@ def use_parallel(steps: int) -> bool:
 def loss_log(code, data, steps: int, names=STAGES, progress=None, parallel=None) -> list[dict]:
     """Init, train and evaluate every stage; one result dict per stage, in the lecture's order.
 
-    progress(n_steps_done, running_loss) is called every 1000 steps of the stages without BN.
+    progress(n_steps_done, running_loss) is called every 1000 steps (ten times in a short run).
     parallel: run the BN stage in a second process (default: when there are 2+ cores and the
     run is long enough to pay for the fork)."""
     stages = [init_stage(n, code, data.vocab_size, data.Xtr.shape[1]) for n in names]
@@ -327,7 +344,7 @@ def loss_log(code, data, steps: int, names=STAGES, progress=None, parallel=None)
             for stage in bns:
                 losses[stage.name] = train_batchnorm(stage, code, data.Xtr, data.Ytr, steps, progress)[0]
         for stage, proc, recv in workers:
-            stage.params, stage.bn, per_step = recv.recv()
+            stage.params, stage.bn, per_step = torch.load(io.BytesIO(recv.recv_bytes()))
             proc.join()
             losses[stage.name] = per_step[0]
     finally:
