@@ -20,7 +20,12 @@ def gain(nonlinearity, param=None):
 
     Shape: str -> float
 
-    Lecture value: 5/3 for tanh.
+    Lecture value: 5/3 for tanh (1.6667), the number the lecture multiplies W1 by.
+
+    Note: torch returns the int 1 for linear and sigmoid and also accepts the conv names
+    ('conv2d', ...); the kata always returns a Python float and raises ValueError for every name
+    not listed above (names are case-sensitive: 'Tanh' is not 'tanh'). Do not call
+    torch.nn.init: computing it is the exercise.
     """
     raise NotImplementedError("kaiming: gain is yours to write (hint: python grader.py --hint kaiming)")
 
@@ -34,7 +39,8 @@ def kaiming_std(fan_in, nonlinearity="tanh"):
 
     Lecture value: (5/3) / sqrt(30) = 0.3043 for the MLP's W1 (fan_in = 3 * 10).
 
-    Note: fan_in is the number of inputs each output sums over: the rows of W in x @ W.
+    Note: fan_in is the number of inputs each output sums over: the rows of W in x @ W. It
+    assumes inputs of roughly unit variance (see kata/notes/kaiming.md, questions 6 and 9).
     """
     raise NotImplementedError("kaiming: kaiming_std is yours to write (hint: python grader.py --hint kaiming)")
 
@@ -51,6 +57,7 @@ def kaiming_normal(fan_in, fan_out, nonlinearity="tanh", generator=None):
 
     Note: torch.nn.init.kaiming_normal_ takes the weight as (fan_out, fan_in) (nn.Linear's layout);
     the lecture's weights are (fan_in, fan_out). Draw one randn with the generator (as the lecture
-    does) so the same seed gives the lecture's numbers.
+    does) so the same seed gives the lecture's numbers; without a generator, torch's global one.
+    A normal draw, not nn.Linear's uniform one (see kata/notes/kaiming.md, question 8).
     """
     raise NotImplementedError("kaiming: kaiming_normal is yours to write (hint: python grader.py --hint kaiming)")

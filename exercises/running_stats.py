@@ -21,7 +21,8 @@ def ema_update(running, batch_stat, momentum=0.001):
     noisy batches of 32); torch.nn.BatchNorm1d defaults to momentum 0.1.
 
     Note: torch's momentum is the weight of the NEW value. CS231n and Keras write the same filter
-    with momentum 0.9 or 0.99 as the weight of the OLD value; the kata follows torch.
+    with momentum 0.9 or 0.99 as the weight of the OLD value; the kata follows torch. It is a
+    first-order IIR filter: a constant batch value b is approached as b + (1 - m)**k * (r0 - b).
     """
     raise NotImplementedError("running_stats: ema_update is yours to write (hint: python grader.py --hint running_stats)")
 
@@ -35,6 +36,10 @@ def batchnorm_eval(x, running_mean, running_var, gamma, beta, eps=1e-5):
 
     Lecture value: with the EMA estimates the MLP's val loss is 2.1057. Works for N = 1: each
     row's output depends on that row alone.
+
+    Note: the lecture's inline BN keeps a running std and has no eps; the kata follows its class
+    version and torch (F.batch_norm with training=False): a running VARIANCE, eps inside the sqrt.
+    Must not call F.batch_norm or nn.BatchNorm1d.
     """
     raise NotImplementedError("running_stats: batchnorm_eval is yours to write (hint: python grader.py --hint running_stats)")
 
