@@ -22,6 +22,7 @@ import difflib
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -90,8 +91,9 @@ def row(out: Out, r) -> str:
 HEADER = "  #  topic            status          tests  points"
 
 
-def details(r, hint_level: int | None = None) -> list[str]:
-    """A topic's failing tests in full, known mistakes explained, then the generic hint."""
+def details(r, hint_level: int | None = None, most: int | None = None) -> list[str]:
+    """A topic's failing tests in full (the first `most` distinct messages), known mistakes
+    explained, then the generic hint."""
     name = r.topic.name
     lines = []
     if r.problem:
@@ -109,8 +111,13 @@ def details(r, hint_level: int | None = None) -> list[str]:
     groups: dict[str, list[str]] = {}
     for t in failing:  # one message shared by many tests (a stub's NotImplementedError) is shown once
         groups.setdefault(t.text, []).append(t.name)
-    for text, names in groups.items():
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    for k, (text, names) in enumerate(groups.items()):
+        if most is not None and k == most:
+            rest = sum(len(n) for n in list(groups.values())[k:])
+            lines.append(f"  ... and {rest} more failing (python grader.py {name} shows them all)")
+            break
+        shown = (f"all {len(names)} tests" if len(names) == len(r.tests) > 1 else
+                 ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else ""))
         lines.append(f"  FAIL {shown}")
         lines += ["    " + part for part in text.splitlines()]
     catalog = {m.id: m for m in topics.mistakes(name)}
@@ -131,19 +138,21 @@ def next_topic(results) -> str | None:
 
 
 # ---------------------------------------------------------------- grading
-def grade(selected, impl: Path, out: Out, timeout: float, show_details: bool, workers=None):
-    """Grade `selected` topics, printing rows as topics finish; return the results."""
+def grade(selected, impl: Path, out: Out, timeout: float, rows: bool = True, workers=None):
+    """Grade `selected` topics, printing rows (if `rows`) as topics finish; return the results."""
     from kata import grading
     grading.warm()
     out.line(f"grading {_show(impl)} ({len(selected)} topic{'s' * (len(selected) != 1)})")
-    out.line(out.bold(HEADER))
+    if rows:
+        out.line(out.bold(HEADER))
     shown = []
     ready = {}
 
     def on_topic(r):  # rows appear in curriculum order as soon as every earlier topic is done
         ready[r.topic.name] = r
         while len(shown) < len(selected) and selected[len(shown)] in ready:
-            out.line(row(out, ready[selected[len(shown)]]))
+            if rows:
+                out.line(row(out, ready[selected[len(shown)]]))
             shown.append(selected[len(shown)])
 
     def on_progress(topic, done, total):
@@ -258,7 +267,8 @@ def reset(name: str, impl: Path, out: Out) -> Path | None:
 def watch(selected, impl: Path, out: Out, timeout: float) -> int:
     """Grade once, then re-grade each topic whose file changes, from this warm process."""
     from kata import grading
-    results = grade(selected, impl, out, timeout, False)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops, even if started in the background
+    results = grade(selected, impl, out, timeout)
     summary(results, out, False, selected)
 
     def stamp(name):
@@ -283,7 +293,7 @@ def watch(selected, impl: Path, out: Out, timeout: float) -> int:
                 results[name] = r
                 out.line(f"\n[{time.strftime('%H:%M:%S')}] {row(out, r).strip()}")
                 if not r.passed:
-                    for text in details(r, _hint_state().get(name)):
+                    for text in details(r, _hint_state().get(name), most=3):
                         out.line(text)
                 else:
                     following = next_topic(results)
@@ -370,7 +380,8 @@ def main(argv=None) -> int:
     out = Out()
     try:
         args = parse(argv)
-        selected = [_topic(t) for t in args.topics] or list(topics.NAMES)
+        chosen = {_topic(t) for t in args.topics}
+        selected = [t for t in topics.NAMES if t in chosen] or list(topics.NAMES)
         for flag in ("hint", "explain", "reset"):
             if getattr(args, flag):
                 _topic(getattr(args, flag))
@@ -389,9 +400,8 @@ def main(argv=None) -> int:
             return 0
         if args.watch:
             return watch(selected, impl, out, args.timeout)
-        results = grade(selected, impl, out, args.timeout, bool(args.topics) and not args.list, args.workers)
+        results = grade(selected, impl, out, args.timeout, not args.list, args.workers)
         if args.list:
-            out.line()
             for name in selected:
                 r = results[name]
                 out.line(f"{topics.NAMES.index(name) + 1:>3}. {name:<16} {r.max_score:>3} points  {r.status}"

@@ -14,6 +14,7 @@ Per-test timeouts are pytest-timeout's (`--timeout`); skipped counts as failed.
 from __future__ import annotations
 
 import ast
+import gc
 import json
 import os
 import re
@@ -131,7 +132,9 @@ def test_file(topic: str) -> Path:
 
 
 def pytest_args(files, impl_dir: Path, timeout: float) -> list[str]:
-    return [*map(str, files), "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors",
+    # hypothesis's plugin imports all of hypothesis at the end of every run (seconds, for nothing here)
+    return [*map(str, files), "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning", "--continue-on-collection-errors",
             f"--timeout={timeout:g}", "--impl", str(impl_dir), "--rootdir", str(ROOT),
             "-c", str(ROOT / "pyproject.toml")]
 
@@ -141,6 +144,7 @@ def worker_main(fd: int, impl_dir: str, timeout: float, files, threads: int | No
     import pytest
 
     from kata.gradeplugin import Reporter
+    warm()  # already done in a forked worker; a spawned one imports here
     if threads:
         import torch
         torch.set_num_threads(threads)  # several workers share the cores
@@ -156,6 +160,9 @@ def warm() -> None:
     import torch  # noqa: F401
     import torch.nn.functional  # noqa: F401
     import kata.testing  # noqa: F401
+    # pytest runs gc.collect() five times per session; frozen objects (torch's) are not scanned,
+    # which turns a second of collection into milliseconds, and forks share the frozen pages
+    gc.freeze()
 
 
 def can_fork() -> bool:
