@@ -253,9 +253,18 @@ def parse_args(argv):
     p.add_argument("--deep-steps", type=_positive, default=deepnet.STEPS,
                    help=f"deep-net steps (default {deepnet.STEPS:,}, as the notebook)")
     p.add_argument("--no-batchnorm", action="store_true", help="the deep net without BatchNorm1d layers")
-    p.add_argument("--gain", type=float, default=None,
+    p.add_argument("--gain", type=_number, default=None, metavar="G",
                    help="multiply the deep net's Linear weights (default 1 with batch norm, 5/3 without)")
     return p.parse_args(argv)
+
+
+def _number(text: str) -> float:
+    """A float, or a fraction such as 5/3 (the tanh gain)."""
+    try:
+        top, _, bottom = text.partition("/")
+        return float(top) / float(bottom) if bottom else float(top)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (examples: 1, 3, 5/3)") from None
 
 
 def _positive(text: str) -> int:
