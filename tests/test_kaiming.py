@@ -17,6 +17,7 @@ SHORTCUTS = ("nn.init", "calculate_gain", "kaiming_normal_", "kaiming_uniform_")
 BLOCKED = [(torch.nn.init, name) for name in ("calculate_gain", "kaiming_normal_", "kaiming_uniform_", "normal_",
                                               "uniform_", "trunc_normal_", "xavier_normal_", "xavier_uniform_")]
 FIVE_THIRDS = 5 / 3
+TOL_STACK = 0.06  # activation std per tanh layer, see the deep-stack test
 
 
 @pytest.fixture(scope="module")
@@ -294,15 +295,15 @@ def mean_field_stds(g: float, layers: int) -> list[float]:
 
 
 def test_kaiming_normal_keeps_a_deep_tanh_stack_in_a_band_while_gain_one_shrinks_it(learner, gen):
-    layers, width, rows = 10, 100, 500
-    x = torch.randn(rows, width, generator=gen, dtype=torch.float64)
+    layers, width, rows = 10, 100, 200  # float32 and 200 rows: small enough to stay single-threaded and fast
+    x = torch.randn(rows, width, generator=gen)
 
     def run(nonlinearity):
         h, stds = x, []
         for _ in range(layers):
             W = expect_tensor(learner.kaiming_normal(width, width, nonlinearity=nonlinearity, generator=gen),
                               shown, shape=(width, width))
-            h = torch.tanh(h @ W.detach().double())  # (rows, width)
+            h = torch.tanh(h @ W.detach().float())  # (rows, width)
             stds.append(h.std().item())
         return stds
 
@@ -311,18 +312,19 @@ def test_kaiming_normal_keeps_a_deep_tanh_stack_in_a_band_while_gain_one_shrinks
     tanh_stds, kept, shrunk = run("tanh"), mean_field_stds(FIVE_THIRDS, layers), mean_field_stds(1.0, layers)
     # kept: 0.76, 0.69, 0.67, ... 0.65 (the lecture's 0.65); shrunk: 0.63, 0.49, 0.41, 0.36, 0.32 (the lecture's
     # 0.62 -> 0.32), 0.29 ... 0.23. A random 100 x 100 W moves a layer's variance by about sqrt(2 / 100**2) = 1.4%,
-    # i.e. its std by 0.005; over 300 seeds no layer strayed more than 0.015 from these values. We allow 0.05.
+    # and 200 rows add sampling noise: over 300 seeds each layer's std deviated by at most 0.008 (sd) from these
+    # values, 0.028 at worst. We allow 0.06, 7.5 sd; kept and shrunk differ by 0.13 already at layer 1.
     shown_stds = ", ".join(f"{s:.2f}" for s in tanh_stds)
-    if all(abs(a - b) <= 0.05 for a, b in zip(tanh_stds, shrunk)):
+    if all(abs(a - b) <= TOL_STACK for a, b in zip(tanh_stds, shrunk)):
         fail(f"10 tanh layers with W = {shown}: activation std {shown_stds} shrinks layer by layer, as with "
              "gain 1; the tanh gain 5/3 is missing", mistake="no_gain")
-    expect(all(abs(a - b) <= 0.05 for a, b in zip(tanh_stds, kept)),
+    expect(all(abs(a - b) <= TOL_STACK for a, b in zip(tanh_stds, kept)),
            f"10 tanh layers with W = {shown} on unit-variance input: activation std per layer {shown_stds}, "
-           f"expected {', '.join(f'{s:.2f}' for s in kept)} (+-0.05): Kaiming init with gain 5/3 keeps it near 0.65")
+           f"expected {', '.join(f'{s:.2f}' for s in kept)} (+-0.06): Kaiming init with gain 5/3 keeps it near 0.65")
     linear_stds = run("linear")
-    expect(all(abs(a - b) <= 0.05 for a, b in zip(linear_stds, shrunk)),
+    expect(all(abs(a - b) <= TOL_STACK for a, b in zip(linear_stds, shrunk)),
            f"10 tanh layers with W = {shown.replace('tanh', 'linear')}: activation std per layer "
-           f"{', '.join(f'{s:.2f}' for s in linear_stds)}, expected {', '.join(f'{s:.2f}' for s in shrunk)} (+-0.05): "
+           f"{', '.join(f'{s:.2f}' for s in linear_stds)}, expected {', '.join(f'{s:.2f}' for s in shrunk)} (+-0.06): "
            "with gain 1 tanh squashes every layer a little more (the lecture's 0.62 -> 0.32)")
 
 
