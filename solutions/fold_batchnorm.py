@@ -11,14 +11,19 @@ import torch
 def fold_batchnorm(W, b, running_mean, running_var, gamma, beta, eps=1e-5):
     """(W', b') with x @ W' + b' == batchnorm_eval(x @ W + b, running_mean, running_var, gamma, beta, eps).
 
-    Formula: s = gamma / sqrt(running_var + eps);  W' = W * s (each column j times s[j]);
+    Formula: s = gamma / sqrt(running_var + eps)  (eps inside the sqrt, var not std);
+             W' = W * s (each column j times s[j]);
              b' = (b - running_mean) * s + beta, with b = 0 when it is None
 
-    Shape: W: (fan_in, fan_out); b, running_mean, running_var, gamma, beta: (fan_out,)
-           -> (W': (fan_in, fan_out), b': (fan_out,))
+    Shape: W: (fan_in, fan_out); b (or None), running_mean, running_var, gamma, beta: (fan_out,)
+           -> (W': (fan_in, fan_out), b': (fan_out,)), new tensors
 
-    Note: the scale multiplies COLUMNS of W (x @ W layout); with torch's (fan_out, fan_in)
-    weight it would multiply rows.
+    Lecture value: none, this is beyond the lecture; its deep net uses Linear(bias=False)
+    before each BatchNorm1d, so b is None there, and after folding b' carries all the shift.
+
+    Note: the scale multiplies COLUMNS of W (the lecture's x @ W layout); with torch's
+    nn.Linear weight (fan_out, fan_in) it would multiply rows. Matches F.batch_norm with
+    training=False.
     """
     # BEGIN SOLUTION
     scale = gamma / torch.sqrt(running_var + eps)  # (fan_out,)
