@@ -14,6 +14,9 @@ import pytest
 from kata import catalog, generate, topics
 from kata.loader import ROOT
 
+# The catalog runs one pytest process per topic over all of its mutants: ~1 minute on 2 cores.
+pytestmark = pytest.mark.timeout(600)
+
 CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "check_contract.py"
 MIN_TESTS_PER_TOPIC, MIN_TESTS = 6, 80
 MIN_MISTAKES_PER_TOPIC = 4
@@ -121,3 +124,43 @@ def test_the_common_mistakes_are_named():
 def test_topic_notes_exist_for_every_topic():
     missing = [t for t in topics.NAMES if not topics.notes(t).strip()]
     assert not missing, f"kata/notes/<topic>.md missing for {missing}"
+
+
+LIAR = '''
+class Liar:
+    """Claims to equal anything, is truthy, and turns every operation into another Liar."""
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__
+    def __bool__(self): return True
+    def __hash__(self): return 0
+    def __len__(self): return 2
+    def __iter__(self): return iter([Liar(), Liar()])
+    def __getattr__(self, name): return Liar()
+    def __call__(self, *args, **kwargs): return Liar()
+    def __getitem__(self, key): return Liar()
+    def __repr__(self): return "Liar()"
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __call__
+    __abs__ = __neg__ = __pow__ = __matmul__ = __rmatmul__ = __call__
+'''
+
+
+def _liar_module(topic: str) -> str:
+    """The topic's contract surface, every function and method returning a Liar."""
+    tree = ast.parse((ROOT / "solutions" / f"{topic}.py").read_text(encoding="utf-8"))
+    lines = [LIAR]
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            lines.append(f"def {node.name}(*args, **kwargs):\n    return Liar()\n")
+        elif isinstance(node, ast.ClassDef):
+            lines.append(f"class {node.name}(Liar):\n    def __init__(self, *args, **kwargs):\n        pass\n")
+    return "\n".join(lines)
+
+
+def test_an_object_that_claims_to_equal_anything_passes_no_topic_test(tmp_path):
+    liars = tmp_path / "liars"
+    liars.mkdir()
+    for topic in topics.NAMES:
+        (liars / f"{topic}.py").write_text(_liar_module(topic), encoding="utf-8")
+    verdict = catalog.run_tests([ROOT / "tests"], [liars], tmp_path)["liars"]
+    assert verdict.failed and verdict.passed == 0, f"{verdict.passed} topic tests pass for objects that equal anything"

@@ -146,6 +146,7 @@ def test_batchnorm_forward_leaves_inputs_unchanged(forward, gen):
     shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
     with inputs_unchanged(shown, x=x, gamma=gamma, beta=beta):
         out = forward(x, gamma, beta)
+    expect_close(out, F.batch_norm(x, None, None, gamma, beta, training=True), call=shown, what="returned", **TOL)
     expect_new_tensor(out, shown, x=x)
 
 

@@ -328,7 +328,7 @@ def test_kaiming_normal_keeps_a_deep_tanh_stack_in_a_band_while_gain_one_shrinks
            "with gain 1 tanh squashes every layer a little more (the lecture's 0.62 -> 0.32)")
 
 
-def test_kaiming_computes_without_torch_nn_init(learner, impl, gen):
+def test_gain_and_kaiming_normal_compute_without_torch_nn_init(learner, impl, gen):
     expected_std = torch_gain("relu") / math.sqrt(300)
     shown = shown_with_generator(call("kaiming_normal", ("fan_in", 300), ("fan_out", 64), nonlinearity="relu"), "g")
     out = expect_tensor(learner.kaiming_normal(300, 64, nonlinearity="relu", generator=gen), shown, shape=(300, 64))

@@ -448,7 +448,7 @@ def deep_net(modules, gen, batchnorm):
 
 
 @pytest.mark.parametrize("batchnorm, expected", [(True, 47_024), (False, 46_497)])
-def test_modules_build_the_lecture_deep_net_with_its_parameter_count(modules, gen, batchnorm, expected):
+def test_linear_and_batchnorm1d_build_the_lecture_deep_net_with_its_parameter_count(modules, gen, batchnorm, expected):
     embedding = torch.randn(27, 10, generator=gen)  # C: 270 of the parameters
     layers = deep_net(modules, gen, batchnorm)
     params = [embedding] + [p for layer in layers for p in layer.parameters()]
