@@ -25,6 +25,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
     """
     # BEGIN SOLUTION
     mean = x.mean(0, keepdim=True)  # (1, C)
-    var = x.var(0, keepdim=True, unbiased=False)  # (1, C), biased: divides by N
-    return gamma * (x - mean) / torch.sqrt(var + eps) + beta  # (N, C)
+    xc = x - mean  # (N, C), centred once and used twice
+    var = (xc * xc).mean(0, keepdim=True)  # (1, C), biased: divides by N
+    return xc * (gamma / torch.sqrt(var + eps)) + beta  # (N, C); the scale is per feature, (C,)
     # END SOLUTION
