@@ -144,6 +144,18 @@ def expect(condition: bool, message: str, mistake: str | None = None) -> None:
         fail(message, mistake)
 
 
+@contextmanager
+def default_dtype(dtype):
+    """Inside, torch.zeros / torch.randn / ... make `dtype` tensors: the learner's modules are built
+    in float64 this way, so they can be compared with torch at float64 tolerance."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
 # ---------------------------------------------------------------- inputs are not touched
 @contextmanager
 def inputs_unchanged(call: str, **inputs):

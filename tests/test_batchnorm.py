@@ -151,11 +151,14 @@ def test_batchnorm_forward_leaves_inputs_unchanged(forward, gen):
 
 
 def test_batchnorm_forward_keeps_float32_in_float32(forward, gen):
-    x, gamma, beta = (t.float() for t in draw(gen, 32, 6))
+    # well-conditioned input (offset 1, spread 2): float32 cancellation cannot blur the comparison
+    x = torch.randn(32, 6, generator=gen) * 2 + 1
+    gamma, beta = 0.5 + torch.rand(6, generator=gen), torch.randn(6, generator=gen)
     shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
     out = expect_tensor(forward(x, gamma, beta), shown, shape=x.shape, dtype=torch.float32)
     expected = F.batch_norm(x, None, None, gamma, beta, training=True)
-    expect_close(out, expected, call=shown, what="returned", rtol=1e-4, atol=1e-5)  # float32: ~1e-7 per op
+    # float32 rounding is 6e-8 per op; ~10 ops on values up to ~10 stay below 1e-5
+    expect_close(out, expected, call=shown, what="returned", rtol=1e-5, atol=1e-5)
 
 
 def test_batchnorm_forward_computes_without_torch_batch_norm(forward, impl, gen):

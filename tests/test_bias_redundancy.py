@@ -1,12 +1,11 @@
 """Topic 8, bias_redundancy: finding and removing the biases that sit right before a BatchNorm1d,
 checked on layer lists built from the implementation's own modules (so isinstance works as it does
 in the learner's code), and the lecture's reason shown with autograd. Run: pytest -m bias_redundancy"""
-from contextlib import contextmanager
 
 import pytest
 import torch
 
-from kata.testing import Suspect, expect, fail
+from kata.testing import default_dtype, Suspect, expect, fail
 
 pytestmark = pytest.mark.bias_redundancy
 
@@ -23,15 +22,10 @@ def modules(impl):
     return impl.load("modules")  # the same module object bias_redundancy imports with `from .modules import`
 
 
-@contextmanager
 def float64_default():
-    """Build the layers in float64, so a gradient that is zero in exact arithmetic is ~1e-16 here."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
+    """Build the layers in float64, so they compare with torch at float64 tolerance (and a gradient
+    that is zero in exact arithmetic is ~1e-16)."""
+    return default_dtype(F64)
 
 
 def build(modules, gen, spec, width=4):
