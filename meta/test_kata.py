@@ -23,6 +23,13 @@ MIN_MISTAKES_PER_TOPIC = 4
 # The mistakes a learner makes most often: each must be caught AND named in the failure output.
 MUST_NAME = {
     "batchnorm": ["unbiased_variance", "eps_outside_sqrt"],
+    "running_stats": ["momentum_swapped", "eps_outside_sqrt"],
+    "modules": ["unbiased_variance", "eps_outside_sqrt", "momentum_swapped", "fan_out"],
+    "kaiming": ["fan_out"],
+    "saturation": ["tanh_applied_twice", "no_abs", "greater_or_equal"],
+    "diagnostics": ["no_abs", "biased_std"],
+    "fold_batchnorm": ["eps_outside_sqrt"],
+    "update_ratio": ["in_place"],
 }
 
 
