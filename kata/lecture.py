@@ -152,6 +152,7 @@ def run_loss_log(code, dataset, steps: int, out=print) -> list[dict]:
         out(f"batch norm at inference: running statistics (EMA) train {bn['train']:.4f} val {bn['val']:.4f}; "
             f"calibrated on the training set train {cal['train']:.4f} val {cal['val']:.4f} "
             "(the lecture: almost the same, val 2.1057 with the EMA)")
+        out(f"your batchnorm_forward ran every step; its gradient: {bn['bn_backward']}")
     return rows
 
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from kata import data, lecture, mlp
 from kata.generate import generate
@@ -164,3 +165,33 @@ def test_missing_data_is_one_clear_line(tmp_path, capsys, monkeypatch):
     code = lecture.main(["--impl", "solutions", "--data", str(tmp_path / "nothere.txt")])
     err = capsys.readouterr().err
     assert code == 1 and "nothere.txt" in err and len(err.strip().splitlines()) == 1
+
+
+def _detached_mean_forward(x, gamma, beta, eps=1e-5):
+    """Normalises correctly, but its graph treats the batch mean as a constant."""
+    mean = x.mean(0).detach()
+    var = ((x - mean) ** 2).mean(0)
+    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
+
+
+@needs_names
+def test_bn_closed_form_backward_is_used_only_when_it_equals_autograd(dataset):
+    """The BN stage differentiates the learner's batchnorm_forward in closed form only after the
+    first step has shown that autograd through the learner's function gives the same gradient."""
+    code = lecture.load_code(Implementation("solutions"), lecture.PARTS["loss-log"])
+    g = torch.Generator().manual_seed(0)
+    x, dy = torch.randn(32, 200, generator=g) * 3 + 1, torch.randn(32, 200, generator=g)
+    gamma, beta = torch.rand(200, generator=g) + 0.5, torch.randn(200, generator=g)
+    assert mlp.closed_form_matches_autograd(code, x, gamma, beta, dy)
+
+    class Odd:  # the reference, except for the graph of batchnorm_forward
+        def __getattr__(self, name):
+            return getattr(code, name)
+        batchnorm_forward = staticmethod(_detached_mean_forward)
+
+    odd = Odd()
+    assert not mlp.closed_form_matches_autograd(odd, x, gamma, beta, dy)
+    for c, expected in ((code, "closed form"), (odd, "autograd")):
+        stage = mlp.init_stage("batchnorm", c, dataset.vocab_size, 3)
+        mlp.train_batchnorm(stage, c, dataset.Xtr, dataset.Ytr, 3)
+        assert stage.bn_backward.startswith(expected)
