@@ -128,7 +128,8 @@ def run_loss_log(code, dataset, steps: int, out=print) -> list[dict]:
         f"{steps:,} steps, lr 0.1 then 0.01 from step {steps // 2:,})")
     expected = code.expected_initial_loss(dataset.vocab_size)
     parallel = mlp.use_parallel(steps)  # the BN stage in a second process, else after the others
-    progress = Progress(steps if parallel else 2 * steps, "loss log")
+    # in one process the four plain stages train first, then the BN stage: twice the steps to show
+    progress = Progress(steps if parallel else 2 * steps, "loss log" if parallel else "loss log (4 stages, then BN)")
     started = time.perf_counter()
     try:
         rows = mlp.loss_log(code, dataset, steps, progress=progress, parallel=parallel)

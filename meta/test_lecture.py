@@ -123,7 +123,7 @@ def test_plots_are_four_nonempty_pngs(run):
 @needs_names
 def test_progress_is_plain_text_when_not_a_terminal(run):
     stderr = run[2]
-    assert "loss log: step" in stderr and "\r" not in stderr
+    assert "loss log" in stderr and ": step" in stderr and "\r" not in stderr
 
 
 @needs_names
