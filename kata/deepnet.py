@@ -29,6 +29,34 @@ LECTURE = {  # printed by the notebook after 1,001 steps (with batch norm, gain 
 }
 
 
+class LectureBatchNorm1d:
+    """The notebook's own BatchNorm1d, for `--lecture-batchnorm` only: it normalises with x.var(0),
+    the UNBIASED variance (divide by N - 1), where the kata (like torch.nn.BatchNorm1d) uses the
+    biased one. With it the deep net reproduces the notebook's printed table; with the learner's
+    class every figure is off by a little (at N = 32 the normalised values differ by sqrt(32/31))."""
+
+    def __init__(self, dim, eps=1e-5, momentum=0.1):
+        self.eps, self.momentum, self.training = eps, momentum, True
+        self.gamma, self.beta = torch.ones(dim), torch.zeros(dim)
+        self.running_mean, self.running_var = torch.zeros(dim), torch.ones(dim)
+
+    def __call__(self, x):
+        if self.training:
+            xmean = x.mean(0, keepdim=True)  # (1, dim)
+            xvar = x.var(0, keepdim=True)  # (1, dim), unbiased, as the notebook
+        else:
+            xmean, xvar = self.running_mean, self.running_var
+        self.out = self.gamma * (x - xmean) / torch.sqrt(xvar + self.eps) + self.beta
+        if self.training:
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
+                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
+        return self.out
+
+    def parameters(self):
+        return [self.gamma, self.beta]
+
+
 @dataclass
 class DeepNet:
     C: torch.Tensor
@@ -51,13 +79,17 @@ class DeepNet:
         return [i for i, layer in enumerate(self.layers) if type(layer).__name__ == "Tanh"]
 
 
-def build(modules, vocab_size: int, block_size: int, batchnorm: bool = True, gain: float | None = None) -> DeepNet:
+def build(modules, vocab_size: int, block_size: int, batchnorm: bool = True, gain: float | None = None,
+          lecture_batchnorm: bool = False) -> DeepNet:
     """The lecture's net from the learner's Linear, BatchNorm1d and Tanh, drawn from the lecture's
-    generator in its order (C, then each Linear's weight)."""
+    generator in its order (C, then each Linear's weight). lecture_batchnorm: the notebook's
+    BatchNorm1d (unbiased variance) instead of the learner's."""
     gain = (1.0 if batchnorm else 5 / 3) if gain is None else gain
     g = torch.Generator().manual_seed(SEED)
     C = torch.randn((vocab_size, N_EMBD), generator=g)
     Linear, BatchNorm1d, Tanh = modules.Linear, modules.BatchNorm1d, modules.Tanh
+    if lecture_batchnorm:
+        BatchNorm1d = LectureBatchNorm1d
     layers, fan_in = [], N_EMBD * block_size
     for _ in range(DEPTH):
         if batchnorm:

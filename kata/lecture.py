@@ -4,6 +4,7 @@
     python -m kata lecture --steps 5000             # a quick loss log
     python -m kata lecture --part deep-net --plots plots/
     python -m kata lecture --part deep-net --no-batchnorm --gain 3
+    python -m kata lecture --part deep-net --lecture-batchnorm   # the notebook's table, figure for figure
     python -m kata lecture --impl solutions --json out.json
 
 Part 1 (loss-log) trains the MLP in the lecture's five stages; part 2 (deep-net) trains the deep
@@ -161,10 +162,14 @@ def run_loss_log(code, dataset, steps: int, out=print) -> list[dict]:
 # part 2: the deep net
 
 
-def run_deep_net(code, dataset, steps: int, batchnorm: bool, gain, plots: Path | None, out=print) -> dict:
-    net = deepnet.build(code, dataset.vocab_size, dataset.Xtr.shape[1], batchnorm=batchnorm, gain=gain)
+def run_deep_net(code, dataset, steps: int, batchnorm: bool, gain, plots: Path | None, out=print,
+                 lecture_batchnorm: bool = False) -> dict:
+    net = deepnet.build(code, dataset.vocab_size, dataset.Xtr.shape[1], batchnorm=batchnorm, gain=gain,
+                        lecture_batchnorm=lecture_batchnorm)
     n_params = sum(p.numel() for p in net.parameters())
-    kind = "with BatchNorm1d" if batchnorm else "without batch norm"
+    kind = "without batch norm"
+    if batchnorm:
+        kind = "with the notebook's BatchNorm1d" if lecture_batchnorm else "with your BatchNorm1d"
     out(f"\nPart 2: the deep net {kind} (gain {net.gain:.4g}, {n_params:,} parameters; the lecture: "
         f"{'47,024' if batchnorm else '46,497'}), {steps:,} steps at lr {deepnet.LR}")
     progress = Progress(steps, "deep net")
@@ -182,6 +187,8 @@ def run_deep_net(code, dataset, steps: int, batchnorm: bool, gain, plots: Path |
             layer.training = False
     result = {
         "steps": steps, "batchnorm": batchnorm, "gain": net.gain, "parameters": n_params,
+        "batchnorm_variance": None if not batchnorm else "unbiased (the notebook's class)" if lecture_batchnorm
+        else "biased (yours, as torch)",
         "step0_loss": trace.losses[0],
         "train": code.split_loss(net, dataset.Xtr, dataset.Ytr),
         "val": code.split_loss(net, dataset.Xdev, dataset.Ydev),
@@ -193,6 +200,10 @@ def run_deep_net(code, dataset, steps: int, batchnorm: bool, gain, plots: Path |
     out(f"step-0 loss {result['step0_loss']:.4f}" + (f" (lecture {ref['step0_loss']:.4f})" if ref else "")
         + f"; after {steps:,} steps train {result['train']:.4f}, val {result['val']:.4f}"
         + (f" (lecture {ref['train']:.4f}, {ref['val']:.4f})" if ref else ""))
+    if ref and not lecture_batchnorm:
+        out("  the small differences from the notebook come from one convention: its BatchNorm1d divides the "
+            "variance by N - 1 (x.var(0)),\n  yours by N, as torch does. `--lecture-batchnorm` runs the "
+            "notebook's class and reproduces its table.")
 
     out("\nviz #1 and #2: tanh layers after the last step (saturated: |t| > 0.97)")
     out(f"{'layer':>5} {'mean':>7} {'std':>6} {'saturated':>9} {'grad std':>10} {'init std':>9} {'init sat':>9}"
@@ -255,6 +266,9 @@ def parse_args(argv):
     p.add_argument("--deep-steps", type=_positive, default=deepnet.STEPS,
                    help=f"deep-net steps (default {deepnet.STEPS:,}, as the notebook)")
     p.add_argument("--no-batchnorm", action="store_true", help="the deep net without BatchNorm1d layers")
+    p.add_argument("--lecture-batchnorm", action="store_true",
+                   help="the deep net with the notebook's own BatchNorm1d (unbiased variance) instead of yours: "
+                        "reproduces the notebook's printed table")
     p.add_argument("--gain", type=_number, default=None, metavar="G",
                    help="multiply the deep net's Linear weights (default 1 with batch norm, 5/3 without)")
     return p.parse_args(argv)
@@ -296,7 +310,7 @@ def main(argv=None) -> int:
         report["loss_log"] = run_loss_log(code, dataset, args.steps)
     if "deep-net" in parts:
         report["deep_net"] = run_deep_net(code, dataset, args.deep_steps, not args.no_batchnorm,
-                                          args.gain, args.plots)
+                                          args.gain, args.plots, lecture_batchnorm=args.lecture_batchnorm)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(_finite(report), indent=1))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kata import data, lecture, mlp
+from kata import data, deepnet, lecture, mlp
 from kata.generate import generate
 from kata.loader import Implementation
 
@@ -195,3 +195,21 @@ def test_bn_closed_form_backward_is_used_only_when_it_equals_autograd(dataset):
         stage = mlp.init_stage("batchnorm", c, dataset.vocab_size, 3)
         mlp.train_batchnorm(stage, c, dataset.Xtr, dataset.Ytr, 3)
         assert stage.bn_backward.startswith(expected)
+
+
+@needs_names
+def test_deep_net_with_the_notebooks_batchnorm_prints_the_notebooks_table(dataset):
+    """With the notebook's own BatchNorm1d (unbiased variance) and the reference's Linear, Tanh and
+    diagnostics, every figure of the lecture's deep-net table comes out as the notebook printed it."""
+    code = lecture.load_code(Implementation("solutions"), lecture.PARTS["deep-net"])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        r = lecture.run_deep_net(code, dataset, deepnet.STEPS, True, None, None, lecture_batchnorm=True)
+    ref = deepnet.LECTURE
+    got = [f"{r[k]:.4f}" for k in ("step0_loss", "train", "val")]
+    assert got == [f"{ref[k]:.4f}" for k in ("step0_loss", "train", "val")]
+    for row, (layer, mean, std, sat, grad_std) in zip(r["tanh_layers"], ref["tanh"]):
+        assert (row["layer"], f"{row['mean']:+.2f}", f"{row['std']:.2f}", f"{row['saturated']:.2%}",
+                f"{row['grad_std']:.2e}") == (layer, f"{mean:+.2f}", f"{std:.2f}", f"{sat:.2%}", f"{grad_std:.2e}")
+    for row, (shape, grad_std, ratio) in zip(r["weights"], ref["weights"]):
+        assert (tuple(row["shape"]), f"{row['grad_std']:.2e}", f"{row['grad_to_data']:.2e}") == \
+            (shape, f"{grad_std:.2e}", f"{ratio:.2e}")
