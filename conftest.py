@@ -9,12 +9,23 @@ from kata.testing import base_seed
 def pytest_addoption(parser):
     parser.addoption("--impl", action="append", default=None, metavar="exercises|solutions|PATH",
                      help="implementation to test (default: $KATA_IMPL or exercises); repeat to test several")
+    parser.addoption("--impl-for", action="append", default=None, metavar="TOPIC=PATH",
+                     help="test PATH with tests/test_TOPIC.py only; repeatable (the mistake catalog runs "
+                          "the mutants of several topics in one process this way)")
 
 
 def pytest_configure(config):
     for impl in chosen(config.getoption("impl")):
         try:
             resolve(impl)
+        except ImplNotFound as e:
+            raise pytest.UsageError(str(e)) from None
+    for pair in config.getoption("impl_for") or []:
+        topic, _, path = pair.partition("=")
+        if not topic or not path:
+            raise pytest.UsageError(f"--impl-for {pair!r}: expected TOPIC=PATH")
+        try:
+            resolve(path)
         except ImplNotFound as e:
             raise pytest.UsageError(str(e)) from None
 

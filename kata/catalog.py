@@ -1,8 +1,9 @@
 """The mistake catalog and the stub check, run against the topic tests.
 
 A mistake (kata/hints/<topic>.toml) is a patch that turns the reference into a realistic wrong
-implementation. `check_topic` builds one folder per mistake (solutions/ with that patch applied)
-and runs tests/test_<topic>.py on all of them in one pytest process (`--impl` repeated); each
+implementation. `check_topics` builds one folder per mistake (solutions/ with that patch applied)
+and runs each tests/test_<topic>.py on its topic's folders, all in one pytest process
+(`--impl-for topic=folder`, repeated); each
 mistake must fail at least one test, and a named one must print `[mistake: <id>]`.
 
     python -m kata.catalog [TOPIC ...]      # report every mistake: caught? named?
@@ -53,13 +54,17 @@ def build(mistake: topics.Mistake, dest: Path) -> Path:
     return dest
 
 
-def run_tests(test_files, impl_dirs, workdir: Path, extra=()) -> dict[str, Verdict]:
-    """Run pytest on `test_files` for every folder in `impl_dirs` (one process); verdicts by folder name."""
+def run_tests(test_files, impl_dirs, workdir: Path, extra=(), topics_of=None) -> dict[str, Verdict]:
+    """Run pytest on `test_files` for every folder in `impl_dirs` (one process); verdicts by folder
+    name. topics_of: each folder's topic, when a folder is for its topic's tests only (--impl-for)."""
     report = workdir / "report.xml"
     command = [sys.executable, "-m", "pytest", *map(str, test_files), "-q", "-p", "no:cacheprovider",
                f"--junitxml={report}", "-o", "junit_family=xunit1", f"--rootdir={ROOT}",
                "-c", str(ROOT / "pyproject.toml"), *extra]
-    command += [f"--impl={folder}" for folder in impl_dirs]  # one token each: a bare path would count as a test path
+    if topics_of is None:
+        command += [f"--impl={folder}" for folder in impl_dirs]  # one token each: a bare path would count as a test path
+    else:
+        command += [f"--impl-for={t}={folder}" for t, folder in zip(topics_of, impl_dirs)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if not report.is_file():
         raise RuntimeError(f"pytest wrote no report (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -87,12 +92,18 @@ def _owner(test_name: str, names: list[str]) -> str:
     return matches[0]
 
 
-def check_topic(topic: str, workdir: Path) -> dict[str, Verdict]:
-    """Verdict for each of the topic's mistakes, keyed by mistake id."""
-    mistakes = topics.mistakes(topic)
-    dirs = [build(m, workdir / f"mut{k:02d}") for k, m in enumerate(mistakes)]
-    verdicts = run_tests([ROOT / "tests" / f"test_{topic}.py"], dirs, workdir)
-    return {m.id: verdicts[d.name] for m, d in zip(mistakes, dirs)}
+def check_topics(names, workdir: Path) -> dict[str, dict[str, Verdict]]:
+    """For each topic, a verdict per catalogued mistake (keyed by mistake id). One pytest process
+    for all of them (one torch import, not one per topic); each topic's tests run on that topic's
+    mutants only."""
+    plan = [(topic, m, build(m, workdir / f"{topic}_m{k:02d}"))
+            for topic in names for k, m in enumerate(topics.mistakes(topic))]
+    files = [ROOT / "tests" / f"test_{topic}.py" for topic in names]
+    verdicts = run_tests(files, [d for _, _, d in plan], workdir, topics_of=[t for t, _, _ in plan])
+    out: dict[str, dict[str, Verdict]] = {topic: {} for topic in names}
+    for topic, m, d in plan:
+        out[topic][m.id] = verdicts[d.name]
+    return out
 
 
 def check_stubs(workdir: Path) -> Verdict:
@@ -105,7 +116,7 @@ def check_stubs(workdir: Path) -> Verdict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kata.catalog", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("topics", nargs="*", default=list(topics.NAMES))
+    parser.add_argument("topics", nargs="*", default=list(topics.NAMES), choices=topics.NAMES, metavar="TOPIC")
     parser.add_argument("--stubs", action="store_true", help="check that the stubs fail every test")
     args = parser.parse_args(argv)
     bad = 0
@@ -114,10 +125,8 @@ def main(argv=None) -> int:
             verdict = check_stubs(Path(tmp))
             print(f"stubs: {verdict.passed} topic tests passed (expected 0), {len(verdict.failed)} failed")
             return 1 if verdict.passed else 0
-        for topic in args.topics:
-            work = Path(tmp) / topic
-            work.mkdir()
-            for mistake_id, verdict in check_topic(topic, work).items():
+        for topic, verdicts in check_topics(args.topics, Path(tmp)).items():
+            for mistake_id, verdict in verdicts.items():
                 mistake = next(m for m in topics.mistakes(topic) if m.id == mistake_id)
                 caught = bool(verdict.failed)
                 named = f"[mistake: {mistake_id}]" in verdict.text()

@@ -190,8 +190,7 @@ def run_deep_net(code, dataset, steps: int, batchnorm: bool, gain, plots: Path |
         "batchnorm_variance": None if not batchnorm else "unbiased (the notebook's class)" if lecture_batchnorm
         else "biased (yours, as torch)",
         "step0_loss": trace.losses[0],
-        "train": code.split_loss(net, dataset.Xtr, dataset.Ytr),
-        "val": code.split_loss(net, dataset.Xdev, dataset.Ydev),
+        **_evaluate(code, net, dataset),
         **tables,
         "update_ratios": trace.update_ratios, "losses": trace.losses,
     }
@@ -232,6 +231,12 @@ def run_deep_net(code, dataset, steps: int, batchnorm: bool, gain, plots: Path |
     for path in written:
         out(f"wrote {path}")
     return result
+
+
+def _evaluate(code, net, dataset) -> dict:
+    with mlp.all_cores():
+        return {"train": code.split_loss(net, dataset.Xtr, dataset.Ytr),
+                "val": code.split_loss(net, dataset.Xdev, dataset.Ydev)}
 
 
 def _deep_net_tables(net, trace, code) -> dict:

@@ -39,17 +39,42 @@ def topic_of(test_name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def stub_verdict(tmp_path_factory):
-    return catalog.check_stubs(tmp_path_factory.mktemp("stubs"))
+def runs(tmp_path_factory):
+    """The module's three pytest subprocesses, two at a time on two cores: the mistake catalog in
+    two halves, and the untouched stubs with the Liar objects in one run."""
+    def catalog_half(names):
+        return catalog.check_topics(names, tmp_path_factory.mktemp("catalog"))
+
+    def stubs_and_liars():
+        work = tmp_path_factory.mktemp("whole")
+        generate.generate(work / "stubs")
+        _write_liars(work / "liars")
+        return catalog.run_tests([ROOT / "tests"], [work / "stubs", work / "liars"], work)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        halves = [pool.submit(catalog_half, half) for half in _halves(topics.NAMES)]
+        whole = pool.submit(stubs_and_liars)
+        mistakes = {topic: v for half in halves for topic, v in half.result().items()}
+        return {"mistakes": mistakes, **whole.result()}
+
+
+def _halves(names) -> list[list[str]]:
+    """Two groups of topics with about equal work (mistakes x size of the test file)."""
+    weight = {t: len(topics.mistakes(t)) * (ROOT / "tests" / f"test_{t}.py").stat().st_size for t in names}
+    groups: list[list[str]] = [[], []]
+    for topic in sorted(names, key=weight.get, reverse=True):
+        min(groups, key=lambda g: sum(weight[t] for t in g)).append(topic)
+    return groups
 
 
 @pytest.fixture(scope="module")
-def mistake_verdicts(tmp_path_factory):
-    """Every topic's mistakes, two topics at a time (one pytest process each, two cores)."""
-    def one(topic):
-        return topic, catalog.check_topic(topic, tmp_path_factory.mktemp(topic))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(one, topics.NAMES))
+def stub_verdict(runs):
+    return runs["stubs"]
+
+
+@pytest.fixture(scope="module")
+def mistake_verdicts(runs):
+    return runs["mistakes"]
 
 
 def test_exercises_are_what_the_generator_writes():
@@ -164,10 +189,12 @@ def _liar_module(topic: str) -> str:
     return "\n".join(lines)
 
 
-def test_an_object_that_claims_to_equal_anything_passes_no_topic_test(tmp_path):
-    liars = tmp_path / "liars"
-    liars.mkdir()
+def _write_liars(folder: Path) -> None:
+    folder.mkdir()
     for topic in topics.NAMES:
-        (liars / f"{topic}.py").write_text(_liar_module(topic), encoding="utf-8")
-    verdict = catalog.run_tests([ROOT / "tests"], [liars], tmp_path)["liars"]
+        (folder / f"{topic}.py").write_text(_liar_module(topic), encoding="utf-8")
+
+
+def test_an_object_that_claims_to_equal_anything_passes_no_topic_test(runs):
+    verdict = runs["liars"]
     assert verdict.failed and verdict.passed == 0, f"{verdict.passed} topic tests pass for objects that equal anything"

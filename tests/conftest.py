@@ -2,7 +2,8 @@
 pass a test by leaving it (sys.exit, KeyboardInterrupt, pytest.skip).
 
     KATA_IMPL=solutions pytest            # or: pytest --impl solutions
-    pytest --impl a --impl b              # several folders at once (the mistake catalog uses this)
+    pytest --impl a --impl b              # several folders at once
+    pytest --impl-for batchnorm=a ...     # a folder for one topic's tests only (the mistake catalog)
     KATA_SEED=7 pytest                    # another draw of every random input
 """
 from __future__ import annotations
@@ -24,9 +25,22 @@ def _impls(config) -> list[str]:
     return chosen(config.getoption("impl"))
 
 
+def _impls_for(metafunc) -> list[str] | None:
+    """The folders given with --impl-for for this module's topic, or None without --impl-for."""
+    pairs = metafunc.config.getoption("impl_for")
+    if not pairs:
+        return None
+    topic = metafunc.module.__name__.rpartition("test_")[2]  # tests.test_batchnorm -> batchnorm
+    return [path for t, _, path in (pair.partition("=") for pair in pairs) if t == topic]
+
+
 def pytest_generate_tests(metafunc):
-    impls = _impls(metafunc.config)
-    if "impl" in metafunc.fixturenames and len(impls) > 1:
+    if "impl" not in metafunc.fixturenames:
+        return
+    impls = _impls_for(metafunc)
+    if impls is None and len(_impls(metafunc.config)) > 1:
+        impls = _impls(metafunc.config)
+    if impls is not None:  # the folder's name in every test id says whose verdict it is
         metafunc.parametrize("impl", impls, indirect=True, scope="session", ids=[Path(i).name for i in impls])
 
 
