@@ -1,6 +1,6 @@
 # Exercise file: this one is yours. Replace each `raise NotImplementedError` with your code.
 # Check it with `pytest -m fold_batchnorm` or `python grader.py fold_batchnorm`; stuck? `python grader.py --hint fold_batchnorm`.
-"""Topic 11 (bonus, beyond the lecture), fold_batchnorm: fold an eval-mode BatchNorm into the
+"""Topic 12, fold_batchnorm: the lecture's exercise E02. Fold an eval-mode BatchNorm into the
 Linear layer before it, so inference needs one matmul and no normalisation.
 
 In eval mode BatchNorm is a fixed per-feature affine map, and an affine map after a Linear layer
@@ -20,8 +20,9 @@ def fold_batchnorm(W, b, running_mean, running_var, gamma, beta, eps=1e-5):
     Shape: W: (fan_in, fan_out); b (or None), running_mean, running_var, gamma, beta: (fan_out,)
            -> (W': (fan_in, fan_out), b': (fan_out,)), new tensors
 
-    Lecture value: none, this is beyond the lecture; its deep net uses Linear(bias=False)
-    before each BatchNorm1d, so b is None there, and after folding b' carries all the shift.
+    Lecture value: none printed (the lecture sets this as exercise E02); its deep net uses
+    Linear(bias=False) before each BatchNorm1d, so b is None there, and after folding b'
+    carries all the shift.
 
     Note: the scale multiplies COLUMNS of W (the lecture's x @ W layout); with torch's
     nn.Linear weight (fan_out, fan_in) it would multiply rows. Matches F.batch_norm with

@@ -1,4 +1,4 @@
-"""The eleven topics, in the lecture's order, with their points, hints and known mistakes.
+"""The twelve topics, in the lecture's order, with their points, hints and known mistakes.
 
 The order here is the curriculum order; the grader, the generator and the tests all read it.
 Hints and the mistake catalog live beside each topic in `kata/hints/<topic>.toml`, the answers to
@@ -35,8 +35,9 @@ TOPICS = (
     Topic("modules", "PyTorch-ifying the code: Linear, BatchNorm1d, Tanh", 15),
     Topic("bias_redundancy", "biases before BatchNorm are redundant", 5),
     Topic("diagnostics", "viz #1-#3: activation, gradient and weight statistics", 10),
-    Topic("update_ratio", "viz #4: update:data ratio, about 1e-3", 10),
-    Topic("fold_batchnorm", "bonus, beyond the lecture: fold an eval-mode BatchNorm into the Linear before it", 5),
+    Topic("update_ratio", "viz #4: update:data ratio, about 1e-3", 5),
+    Topic("zero_init", "exercise E01: every weight and bias starts at zero; what still trains, and why", 5),
+    Topic("fold_batchnorm", "exercise E02: fold an eval-mode BatchNorm into the Linear before it", 5),
 )
 NAMES = tuple(t.name for t in TOPICS)
 _BY_NAME = {t.name: t for t in TOPICS}

@@ -1,4 +1,4 @@
-"""Topic 11 (bonus), fold_batchnorm: the folded Linear against torch's eval-mode batch norm
+"""Topic 12 (exercise E02), fold_batchnorm: the folded Linear against torch's eval-mode batch norm
 (F.batch_norm with training=False, nn.BatchNorm1d in eval) in float64, plus the properties that
 define the fold. Run: pytest -m fold_batchnorm"""
 import pytest
