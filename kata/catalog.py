@@ -4,7 +4,8 @@ A mistake (kata/hints/<topic>.toml) is a patch that turns the reference into a r
 implementation. `check_topics` builds one folder per mistake (solutions/ with that patch applied)
 and runs each tests/test_<topic>.py on its topic's folders, all in one pytest process
 (`--impl-for topic=folder`, repeated); each
-mistake must fail at least one test, and a named one must print `[mistake: <id>]`.
+mistake must fail at least one test, and a named one must be named by a failure (its `mistake`
+field, kata/failure.py).
 
     python -m kata.catalog [TOPIC ...]      # report every mistake: caught? named?
     python -m kata.catalog --stubs          # the generated stubs must fail every topic test
@@ -12,12 +13,12 @@ mistake must fail at least one test, and a named one must print `[mistake: <id>]
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +30,14 @@ from kata.loader import BUILTIN, ROOT
 class Verdict:
     """What a topic's tests did to one implementation folder."""
     passed: int = 0
-    failed: list = field(default_factory=list)  # (test name, failure text)
+    failed: list = field(default_factory=list)  # (test id, failure text, mistake id or None)
 
     def text(self) -> str:
-        return "\n".join(message for _, message in self.failed)
+        return "\n".join(message for _, message, _ in self.failed)
+
+    def mistakes(self) -> set:
+        """The catalogued mistakes the failures named (a field of each failure, kata/failure.py)."""
+        return {mistake for _, _, mistake in self.failed if mistake}
 
 
 def apply(mistake: topics.Mistake, source: str) -> str:
@@ -56,30 +61,27 @@ def build(mistake: topics.Mistake, dest: Path) -> Path:
 
 def run_tests(test_files, impl_dirs, workdir: Path, extra=(), topics_of=None) -> dict[str, Verdict]:
     """Run pytest on `test_files` for every folder in `impl_dirs` (one process); verdicts by folder
-    name. topics_of: each folder's topic, when a folder is for its topic's tests only (--impl-for)."""
-    report = workdir / "report.xml"
-    command = [sys.executable, "-m", "pytest", *map(str, test_files), "-q", "-p", "no:cacheprovider",
-               f"--junitxml={report}", "-o", "junit_family=xunit1", f"--rootdir={ROOT}",
-               "-c", str(ROOT / "pyproject.toml"), *extra]
+    name, from kata.plugin's records. topics_of: each folder's topic, when a folder is for its
+    topic's tests only (--impl-for)."""
+    report = workdir / "records.json"
+    command = [sys.executable, "-m", "pytest", *map(str, test_files), "-q", "--tb=no", "-p", "no:cacheprovider",
+               f"--kata-json={report}", f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"), *extra]
     if topics_of is None:
         command += [f"--impl={folder}" for folder in impl_dirs]  # one token each: a bare path would count as a test path
     else:
         command += [f"--impl-for={t}={folder}" for t, folder in zip(topics_of, impl_dirs)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if not report.is_file():
-        raise RuntimeError(f"pytest wrote no report (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"pytest wrote no records (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     names = [Path(d).name for d in impl_dirs]
     verdicts = {name: Verdict() for name in names}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        name = case.get("name", "")
+    for record in json.loads(report.read_text(encoding="utf-8")):
+        name = record["id"].split("::", 1)[1]
         owner = names[0] if len(names) == 1 else _owner(name, names)
-        name = f"{case.get('classname', '')}::{name}"  # tests.test_batchnorm::test_...
-        problems = [p for p in case if p.tag in ("failure", "error", "skipped")]
-        if problems:
-            text = "\n".join((p.get("message") or "") + "\n" + (p.text or "") for p in problems)
-            verdicts[owner].failed.append((name, text))
-        else:
+        if record["passed"]:
             verdicts[owner].passed += 1
+        else:
+            verdicts[owner].failed.append((record["id"], record["text"], record["mistake"]))
     return verdicts
 
 
@@ -116,20 +118,23 @@ def check_stubs(workdir: Path) -> Verdict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kata.catalog", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("topics", nargs="*", default=list(topics.NAMES), choices=topics.NAMES, metavar="TOPIC")
+    parser.add_argument("topics", nargs="*", metavar="TOPIC", help=f"some of: {', '.join(topics.NAMES)}")
     parser.add_argument("--stubs", action="store_true", help="check that the stubs fail every test")
     args = parser.parse_args(argv)
+    unknown = [t for t in args.topics if t not in topics.NAMES]
+    if unknown:
+        parser.error(f"unknown topics {unknown}; topics are: {', '.join(topics.NAMES)}")
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:
         if args.stubs:
             verdict = check_stubs(Path(tmp))
             print(f"stubs: {verdict.passed} topic tests passed (expected 0), {len(verdict.failed)} failed")
             return 1 if verdict.passed else 0
-        for topic, verdicts in check_topics(args.topics, Path(tmp)).items():
+        for topic, verdicts in check_topics(args.topics or list(topics.NAMES), Path(tmp)).items():
             for mistake_id, verdict in verdicts.items():
                 mistake = next(m for m in topics.mistakes(topic) if m.id == mistake_id)
                 caught = bool(verdict.failed)
-                named = f"[mistake: {mistake_id}]" in verdict.text()
+                named = mistake_id in verdict.mistakes()
                 ok = caught and (named or not mistake.named)
                 bad += not ok
                 print(f"{'ok ' if ok else 'BAD'} {topic}/{mistake_id}: {len(verdict.failed)} failing, "

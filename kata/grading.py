@@ -1,61 +1,54 @@
-"""The grader's engine: run the topic tests with pytest in worker processes that learner code
-cannot take down with it, and collect one result per topic.
+"""The grader's engine: run the topic tests with pytest in this process and collect one result
+per topic. Learner code never runs here: the tests call it in the learner process
+(kata/remote.py), so nothing it does (os._exit, an infinite loop, pytest.skip, patching pytest)
+can reach the verdict or the report.
 
-A worker is a `pytest` run over some topics' test files with a small plugin (`Reporter`) that
-streams each test's outcome to the grader as a JSON line on a pipe. Workers are forked from a
-process that has already imported torch and pytest (the CLI and --watch), or started as
-`python -m kata.grading` where forking is unsafe (a notebook kernel has threads) or missing.
-If a worker dies mid-run (os._exit, a crash) or stops answering (a loop that swallows the
-timeout), the test in flight fails with that reason, the rest of its topic is marked not run,
-and a new worker runs the topics not yet started: no topic is ever silently dropped.
-
-Per-test timeouts are pytest-timeout's (`--timeout`); skipped counts as failed.
+    python -m kata.grading TOPIC ... [--impl PATH | --bundle FILE] [--timeout S]
+        prints the results as JSON: how a notebook's check() grades from a process of its own
 """
 from __future__ import annotations
 
+import argparse
 import ast
-import gc
+import contextlib
+import io
 import json
-import os
 import re
-import select
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 
-from kata.loader import BUILTIN, ROOT
-from kata.topics import NAMES, Topic, get
+import pytest
 
-TIMEOUT = 5          # seconds per test (pytest-timeout); our tests take well under 0.5 s per topic
-GRACE = 10           # extra seconds before a worker whose test ignores the timeout is killed
-COLLECT_LIMIT = 120  # seconds a worker may take to start and collect (a cold torch import in Colab)
-MISTAKE = re.compile(r"\[mistake: ([\w.-]+)\]")
+from kata import remote, topics
+from kata.failure import Kind
+from kata.loader import BUILTIN, ROOT, TESTS, show_path
+from kata.plugin import Record
+
+TIMEOUT = remote.CALL_TIMEOUT
 
 
-# ---------------------------------------------------------------- results
-@dataclass
-class TestResult:
-    id: str        # pytest node id
-    passed: bool
-    text: str = ""  # why it failed: the teaching message and the learner's own frames
-
-    @property
-    def name(self) -> str:
-        return self.id.split("::", 1)[-1]
+class Status(str, Enum):
+    PASSED = "passed"
+    FAILING = "failing"
+    NOT_STARTED = "not started"
+    TIMED_OUT = "timed out"
+    SYNTAX_ERROR = "syntax error"
+    MISSING = "missing"
+    USES_SOLUTIONS = "uses solutions"
+    ERROR = "error"        # the tests could not run: nothing the learner can fix
+    NO_TESTS = "no tests"
 
 
 @dataclass
 class TopicResult:
-    topic: Topic
-    tests: list = field(default_factory=list)   # TestResult, in run order
-    problem: str = ""          # no tests, a broken test file: nothing the learner can fix
+    topic: topics.Topic
+    tests: list = field(default_factory=list)  # Record, in run order
+    problem: str = ""          # no tests, a test file that cannot be collected
     syntax_error: str = ""     # "FILE:LINE: syntax error: ..." from the learner's file
-    uses_solutions: str = ""   # "FILE:LINE imports solutions" when the learner's file does
+    missing: str = ""          # the learner's file does not exist
+    uses_solutions: str = ""   # "FILE:LINE uses solutions/" when the learner's file does
 
     @property
     def n_passed(self) -> int:
@@ -67,22 +60,23 @@ class TopicResult:
             and not self.uses_solutions
 
     @property
-    def not_started(self) -> bool:
-        """Nothing passes and every failure is the stub's NotImplementedError."""
-        return bool(self.tests) and not self.n_passed and all(
-            "NotImplementedError" in t.text for t in self.tests)
-
-    @property
-    def status(self) -> str:
+    def status(self) -> Status:
         if self.problem:
-            return "no tests" if not self.tests else "error"
+            return Status.NO_TESTS if not self.tests else Status.ERROR
+        if self.missing:
+            return Status.MISSING
         if self.syntax_error:
-            return "syntax error"
+            return Status.SYNTAX_ERROR
         if self.uses_solutions:
-            return "uses solutions"
+            return Status.USES_SOLUTIONS
         if self.passed:
-            return "passed"
-        return "not started" if self.not_started else "failing"
+            return Status.PASSED
+        failed = [t for t in self.tests if not t.passed]
+        if any(t.kind == Kind.TIMEOUT for t in failed):
+            return Status.TIMED_OUT
+        if not self.n_passed and failed and all(t.kind == Kind.NOT_IMPLEMENTED for t in failed):
+            return Status.NOT_STARTED
+        return Status.FAILING
 
     @property
     def score(self) -> int:
@@ -96,10 +90,18 @@ class TopicResult:
         """Catalogued mistake ids named by failing tests, first seen first."""
         seen = []
         for t in self.tests:
-            for m in MISTAKE.findall(t.text):
-                if m not in seen:
-                    seen.append(m)
+            if t.mistake and t.mistake not in seen:
+                seen.append(t.mistake)
         return seen
+
+    def as_dict(self) -> dict:
+        return {"topic": self.topic.name, "tests": [asdict(t) for t in self.tests], "problem": self.problem,
+                "syntax_error": self.syntax_error, "missing": self.missing, "uses_solutions": self.uses_solutions}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TopicResult":
+        return cls(topics.get(data["topic"]), [Record(**t) for t in data["tests"]], data["problem"],
+                   data["syntax_error"], data["missing"], data["uses_solutions"])
 
 
 # ---------------------------------------------------------------- static checks of learner files
@@ -107,12 +109,10 @@ def scan(path: Path) -> tuple[str, str]:
     """(syntax error, solutions import) for a learner file, each '' when there is none."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    except FileNotFoundError:
-        return f"{path} does not exist", ""
     except SyntaxError as e:
-        return f"{e.filename}:{e.lineno}: syntax error: {e.msg}", ""
+        return f"{show_path(e.filename or path)}:{e.lineno}: syntax error: {e.msg}", ""
     except (UnicodeDecodeError, ValueError) as e:
-        return f"{path}: cannot be read as Python source: {e}", ""
+        return f"{show_path(path)}: cannot be read as Python source: {e}", ""
     for node in ast.walk(tree):
         modules = []
         if isinstance(node, ast.Import):
@@ -123,260 +123,118 @@ def scan(path: Path) -> tuple[str, str]:
             modules = [node.value] if re.search(r"(^solutions(\.|$))|solutions[/\\]", node.value) else []
         if any(m == "solutions" or m.startswith("solutions") and m[9:10] in "./\\" or "solutions/" in m
                or "solutions\\" in m for m in modules):
-            return "", f"{path}:{node.lineno} uses solutions/ (the reference), not your own code"
+            return "", f"{show_path(path)}:{node.lineno} uses solutions/ (the reference), not your own code"
     return "", ""
 
 
 def test_file(topic: str) -> Path:
-    return ROOT / "tests" / f"test_{topic}.py"
+    return TESTS / f"test_{topic}.py"
 
 
-def pytest_args(files, impl_dir: Path, timeout: float) -> list[str]:
-    # hypothesis's plugin imports all of hypothesis at the end of every run (seconds, for nothing here)
-    return [*map(str, files), "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-            "-W", "ignore::pytest.PytestAssertRewriteWarning", "--continue-on-collection-errors",
-            f"--timeout={timeout:g}", "--impl", str(impl_dir), "--rootdir", str(ROOT),
-            "-c", str(ROOT / "pyproject.toml")]
+# ---------------------------------------------------------------- running pytest
+class Collector:
+    """Collects kata.plugin's records as each test finishes, and collection errors."""
 
-
-def worker_main(fd: int, impl_dir: str, timeout: float, files, threads: int | None) -> int:
-    """Body of a worker process: run pytest with the Reporter plugin."""
-    import pytest
-
-    from kata.gradeplugin import Reporter
-    warm()  # already done in a forked worker; a spawned one imports here
-    if threads:
-        import torch
-        torch.set_num_threads(threads)  # several workers share the cores
-    os.chdir(ROOT)
-    return int(pytest.main(pytest_args(files, Path(impl_dir), timeout), plugins=[Reporter(fd, impl_dir, timeout)]))
-
-
-# ---------------------------------------------------------------- the grader side
-def warm() -> None:
-    """Import what every worker needs once, so that forked workers start at once."""
-    import pytest  # noqa: F401
-    import pytest_timeout  # noqa: F401
-    import torch  # noqa: F401
-    import torch.nn.functional  # noqa: F401
-    import kata.testing  # noqa: F401
-    # pytest runs gc.collect() five times per session; frozen objects (torch's) are not scanned,
-    # which turns a second of collection into milliseconds, and forks share the frozen pages
-    gc.freeze()
-
-
-def can_fork() -> bool:
-    """Fork is fast and safe from a single-threaded process; a notebook kernel has threads."""
-    return hasattr(os, "fork") and threading.active_count() == 1
-
-
-class Worker:
-    """One running pytest process over some topics, and what it has reported so far."""
-
-    def __init__(self, topics, impl_dir: Path, timeout: float, fork: bool, threads: int | None):
-        self.topics = list(topics)
-        self.log = tempfile.TemporaryFile()
-        read, write = os.pipe()
-        files = [test_file(t) for t in self.topics]
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if fork:
-            self.proc = None
-            self.pid = os.fork()
-            if self.pid == 0:  # the worker: never returns into the grader's code
-                code = 70
-                try:
-                    os.close(read)
-                    signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    null = os.open(os.devnull, os.O_RDONLY)
-                    os.dup2(null, 0)
-                    os.dup2(self.log.fileno(), 1)
-                    os.dup2(self.log.fileno(), 2)
-                    code = worker_main(write, str(impl_dir), timeout, files, threads)
-                finally:
-                    os._exit(code)
-        else:
-            command = [sys.executable, "-m", "kata.grading", str(write), str(impl_dir), str(timeout),
-                       str(threads or 0), *map(str, files)]
-            self.proc = subprocess.Popen(command, pass_fds=[write], cwd=ROOT, stdin=subprocess.DEVNULL,
-                                         stdout=self.log, stderr=subprocess.STDOUT)
-            self.pid = self.proc.pid
-        os.close(write)
-        self.fd = read
-        self.buffer = b""
-        self.inflight: str | None = None
-        self.since = time.monotonic()
-        self.collected: dict[str, str] = {}   # node id -> topic
-        self.results: dict[str, TestResult] = {}
+    def __init__(self, on_record=None):
+        self.records: list[Record] = []
         self.collect_errors: dict[str, str] = {}
-        self.done = False
-        self.eof = False
+        self.on_record = on_record
 
-    def read(self) -> list[dict]:
-        chunk = os.read(self.fd, 65536)
-        if not chunk:
-            self.eof = True
-            return []
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
-        events = [json.loads(line) for line in lines if line.strip()]
-        for event in events:
-            self.since = time.monotonic()
-            kind = event["ev"]
-            if kind == "collected":
-                self.collected = {nodeid: topic for nodeid, topic in event["tests"]}
-            elif kind == "collect_error":
-                topic = Path(event["path"].split("::")[0]).stem.removeprefix("test_")
-                self.collect_errors[topic] = event["text"]
-            elif kind == "start":
-                self.inflight = event["id"]
-            elif kind == "result":
-                self.results[event["id"]] = TestResult(event["id"], event["passed"], event["text"])
-                self.inflight = None
-            elif kind == "done":
-                self.done = True
-        return events
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collect_errors[Path(report.nodeid.split("::")[0]).stem] = str(report.longrepr)[-3000:]
 
-    def overdue(self, timeout: float) -> bool:
-        limit = timeout + GRACE if self.inflight else COLLECT_LIMIT
-        return time.monotonic() - self.since > limit
+    def pytest_configure(self, config):
+        self.config = config
 
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def wait(self) -> int:
-        """Exit status, as a shell shows it (128 + signal for a signal)."""
-        if self.proc is not None:
-            code = self.proc.wait()
-            return 128 - code if code < 0 else code
-        _, status = os.waitpid(self.pid, 0)
-        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-
-    def log_tail(self) -> str:
-        self.log.seek(0)
-        return self.log.read()[-1500:].decode("utf-8", "replace").strip()
-
-    def close(self) -> None:
-        os.close(self.fd)
-        self.log.close()
+    @pytest.hookimpl(trylast=True)  # after kata.plugin has made the record
+    def pytest_runtest_logfinish(self, nodeid, location):
+        records = getattr(self.config, "kata_records", [])
+        if records and records[-1].id == nodeid and (not self.records or self.records[-1] is not records[-1]):
+            self.records.append(records[-1])
+            if self.on_record:
+                self.on_record(records[-1])
 
 
-def grade(topics=NAMES, impl_dir: Path = BUILTIN["exercises"], *, timeout: float = TIMEOUT,
-          workers: int | None = None, fork: bool | None = None, on_topic=None, on_progress=None
-          ) -> dict[str, TopicResult]:
-    """Run the tests of `topics` against the implementation in `impl_dir`; one TopicResult each.
+def pytest_args(files, impl: str | None, timeout: float, bundle: str | None = None) -> list[str]:
+    # no tracebacks (formatting them costs more than the tests; the records carry the lesson), no
+    # cache, and none of the plugins grading does not use (hypothesis's costs seconds a run)
+    args = [*map(str, files), "-p", "kata.plugin", "-q", "--tb=no", "-p", "no:cacheprovider",
+            "-p", "no:benchmark", "-p", "no:hypothesispytest", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+            "--kata-call-timeout", f"{timeout:g}", "--rootdir", str(TESTS.parent)]
+    config = TESTS.parent / "pyproject.toml"
+    args += ["-c", str(config)] if config.is_file() else ["-c", "/dev/null" if Path("/dev/null").exists() else "NUL"]
+    return args + (["--kata-bundle", bundle] if bundle else ["--impl", str(impl)])
 
-    on_topic(result) is called as each topic finishes; on_progress(topic, done, total) as each test does.
-    """
-    impl_dir = Path(impl_dir).resolve()
-    fork = can_fork() if fork is None else fork
-    results = {t: TopicResult(get(t)) for t in topics}
-    flag = impl_dir != BUILTIN["solutions"].resolve()
-    for t, r in results.items():
-        r.syntax_error, uses = scan(impl_dir / f"{t}.py")
-        r.uses_solutions = uses if flag else ""
-    runnable = [t for t in topics if test_file(t).is_file()]
-    for t in topics:
-        if t not in runnable:
-            results[t].problem = f"no tests yet: {_show(test_file(t))} does not exist"
-    n = max(1, min(workers or min(os.cpu_count() or 1, 4), len(runnable)))
-    queues = [runnable[k::n] for k in range(n)]  # interleaved: each worker gets early and late topics
-    threads = 1 if n > 1 else None
-    active = [Worker(q, impl_dir, timeout, fork, threads) for q in queues if q]
-    finished: set[str] = set()
 
-    def finish(topic: str) -> None:
-        if topic not in finished:
-            finished.add(topic)
-            if on_topic:
-                on_topic(results[topic])
-
-    try:
-        while active:
-            ready, _, _ = select.select([w.fd for w in active], [], [], 0.5)
-            for w in list(active):
-                if w.fd in ready:
-                    for event in w.read():
-                        if event["ev"] == "result":
-                            topic = w.collected.get(event["id"]) or _topic_from_id(event["id"])
-                            results[topic].tests.append(w.results[event["id"]])
-                            total = sum(1 for v in w.collected.values() if v == topic)
-                            if on_progress:
-                                on_progress(topic, len(results[topic].tests), total)
-                            if len(results[topic].tests) == total:
-                                finish(topic)
-                elif w.overdue(timeout):
-                    w.kill()
-                    w.eof = True
-                    w.killed = True
-                if not w.eof:
-                    continue
-                active.remove(w)
-                rest = _settle(w, results, timeout)
-                for t in w.topics:
-                    if t not in rest:
-                        finish(t)
-                w.close()
-                if rest:
-                    active.append(Worker(rest, impl_dir, timeout, fork, threads))
-    except BaseException:
-        for w in active:
-            w.kill()
-            w.wait()
-            w.close()
-        raise
+def grade(names=topics.NAMES, impl: Path | str = BUILTIN["exercises"], *, timeout: float = TIMEOUT,
+          bundle: str | None = None, on_record=None) -> dict[str, TopicResult]:
+    """Run the tests of the topics `names` against the implementation in `impl` (a folder), or the
+    notebook objects in `bundle`; one TopicResult each, in curriculum order.
+    on_record(record) is called as each test finishes."""
+    import pytest
+    results = {t: TopicResult(topics.get(t)) for t in names}
+    if bundle is None:
+        impl = Path(impl).resolve()
+        for t, r in results.items():
+            if not (impl / f"{t}.py").is_file():
+                r.missing = f"{show_path(impl / f'{t}.py')} does not exist: the {t} topic needs this file"
+                continue
+            r.syntax_error, uses = scan(impl / f"{t}.py")
+            r.uses_solutions = uses if impl != BUILTIN["solutions"].resolve() else ""
+    runnable = []
+    for t in names:
+        if not test_file(t).is_file():
+            results[t].problem = f"no tests yet: {show_path(test_file(t))} does not exist"
+        elif not results[t].missing:
+            runnable.append(t)
+    if not runnable:
+        return results
+    collector = Collector(on_record)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        pytest.main(pytest_args([test_file(t) for t in runnable], None if bundle else impl, timeout, bundle),
+                    plugins=[collector])
+    for rec in collector.records:
+        if rec.topic in results:
+            results[rec.topic].tests.append(rec)
+    for stem, text in collector.collect_errors.items():
+        topic = stem.removeprefix("test_")
+        if topic in results:
+            results[topic].problem = f"the test file could not be collected:\n{text}"
     return results
 
 
-def _show(path: Path) -> str:
+# ---------------------------------------------------------------- a process of its own
+def grade_in_subprocess(names, impl: str | None = None, bundle: str | None = None, timeout: float = TIMEOUT,
+                        python: str | None = None) -> dict[str, TopicResult]:
+    """grade() in a new process: what a notebook kernel (where learner code runs) uses, so that
+    the verdict is made where no learner code has ever run."""
+    import subprocess
+    command = [python or sys.executable, "-m", "kata.grading", *names, "--timeout", str(timeout)]
+    command += ["--bundle", bundle] if bundle else ["--impl", str(impl)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=str(TESTS.parent))
     try:
-        return os.path.relpath(path)
+        data = json.loads(done.stdout)
     except ValueError:
-        return str(path)
+        raise RuntimeError(f"the grading process failed (exit {done.returncode}):\n{done.stderr[-2000:]}") from None
+    return {d["topic"]: TopicResult.from_dict(d) for d in data}
 
 
-def _topic_from_id(nodeid: str) -> str:
-    return Path(nodeid.split("::")[0]).stem.removeprefix("test_")
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kata.grading")
+    parser.add_argument("topics", nargs="+", choices=topics.NAMES)
+    parser.add_argument("--impl", default=None)
+    parser.add_argument("--bundle", default=None)
+    parser.add_argument("--timeout", type=float, default=TIMEOUT)
+    args = parser.parse_args(argv)
+    impl = None if args.bundle else (args.impl or "exercises")
+    if impl is not None:
+        from kata.loader import resolve
+        impl = resolve(impl)
+    results = grade(args.topics, impl, timeout=args.timeout, bundle=args.bundle)
+    json.dump([r.as_dict() for r in results.values()], sys.stdout)
+    return 0
 
 
-def _settle(w: Worker, results: dict, timeout: float) -> list[str]:
-    """After a worker ended: fail what it left unreported; return the topics to run again."""
-    code = w.wait()
-    for topic, text in w.collect_errors.items():
-        if topic in results:
-            results[topic].problem = f"the test file could not be collected:\n{text}"
-    unreported = [nodeid for nodeid in w.collected if nodeid not in w.results]
-    if w.done and not unreported:
-        return []
-    if getattr(w, "killed", False):
-        why = (f"stopped after {timeout + GRACE:g} s without finishing: the code under test ignored the "
-               f"{timeout:g} s timeout (a loop that catches every exception?)")
-    elif w.done:
-        why = f"the test run was interrupted (exit status {code})"
-    else:
-        why = (f"the test process ended abruptly (exit status {code}): the code under test called "
-               "os._exit() or crashed the interpreter. No test can catch that, so it counts as a failure")
-    if not w.collected:  # it died before it could list the tests: report, do not try again
-        for t in w.topics:
-            results[t].problem = results[t].problem or f"{why}\n{w.log_tail()}"
-        return []
-    started = {w.collected[n] for n in w.results} | ({w.collected.get(w.inflight)} if w.inflight else set())
-    for nodeid in unreported:
-        topic = w.collected[nodeid]
-        if topic in started:
-            text = why if nodeid == w.inflight else f"not run: {why}, in an earlier test of this topic"
-            results[topic].tests.append(TestResult(nodeid, False, text))
-    rest = [t for t in w.topics if t not in started and t in set(w.collected.values())]
-    if rest and not started:  # no progress at all: report, do not loop
-        for t in rest:
-            results[t].problem = f"{why}\n{w.log_tail()}"
-        return []
-    return rest
-
-
-if __name__ == "__main__":  # a spawned worker: python -m kata.grading FD IMPL TIMEOUT THREADS FILE...
-    fd, impl, seconds, n_threads, *paths = sys.argv[1:]
-    sys.exit(worker_main(int(fd), impl, float(seconds), paths, int(n_threads) or None))
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILTIN = {"exercises": ROOT / "exercises", "solutions": ROOT / "solutions"}
+# the topic tests: tests/ in a clone of the repository; kata/tests/ in an installed wheel
+TESTS = next((p for p in (ROOT / "tests", Path(__file__).resolve().parent / "tests") if p.is_dir()), ROOT / "tests")
 _PREFIX = "_kata_impl"
 _counter = itertools.count()
 
@@ -41,6 +43,15 @@ def resolve(impl: str | os.PathLike | None = None) -> Path:
             "that holds the topic files (batchnorm.py, ...)"
         )
     return path.resolve()
+
+
+def show_path(path) -> str:
+    """A path as the learner typed it: relative to the current folder when it is below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("..") else str(path)
 
 
 def chosen(impl_options=None) -> list[str]:

@@ -1,11 +1,13 @@
 """Assertions that teach, shared by the topic tests.
 
 Every check names the call, what came back, what was expected and, where the value matches a
-known wrong answer (a *suspect*), the mistake in the lecture's terms, tagged `[mistake: <id>]` so
-the grader can show that mistake's explanation from kata/hints/<topic>.toml.
+known wrong answer (a *suspect*), the mistake in the lecture's terms. The mistake's id travels as
+a field of the failure (kata/failure.py), so the grader can show its explanation from
+kata/hints/<topic>.toml.
 
 Tests never compare with solutions/: expected values come from torch or from a formula written
-in the test, and suspects are formulas too.
+in the test, and suspects are formulas too. Values come back from the learner process as plain
+data (kata/remote.py): floats as floats, tensors as tensors, learner objects as handles.
 """
 from __future__ import annotations
 
@@ -15,16 +17,20 @@ import os
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from kata import topics
+from kata.failure import KataFailure
+from kata.remote import Handle, same_object, shares_memory_with, vjp  # noqa: F401 - the tests' one import
+
 DEFAULT_SEED = 1234
+F64_TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
 
 
 def base_seed() -> int:
     """KATA_SEED, else the fixed default: every random draw in the suite derives from it."""
-    return int(os.environ.get("KATA_SEED", DEFAULT_SEED))
+    return int(os.environ.get("KATA_SEED") or DEFAULT_SEED)
 
 
 def seed_for(key: str) -> int:
@@ -32,15 +38,17 @@ def seed_for(key: str) -> int:
     return (base_seed() * 1_000_003 + zlib.crc32(key.encode())) % (2**63)
 
 
-class KataFailure(AssertionError):
-    """A failed check; its message is the lesson."""
-
-
 def fail(message: str, mistake: str | None = None) -> None:
-    raise KataFailure(message + (f" [mistake: {mistake}]" if mistake else ""))
+    __tracebackhide__ = True  # plain pytest shows the lesson, not this helper's frame
+    raise KataFailure(message, mistake)
 
 
 # ---------------------------------------------------------------- describing values
+def type_name(obj) -> str:
+    """The type a learner value had: a handle names the learner object's type."""
+    return obj.kata_type if isinstance(obj, Handle) else type(obj).__name__
+
+
 def safe_repr(obj, limit: int = 80) -> str:
     """repr() that survives learner objects whose __repr__ raises or runs long."""
     try:
@@ -80,18 +88,22 @@ def fmt(value) -> str:
 
 
 # ---------------------------------------------------------------- types
-def expect_float(out, call: str) -> float:
-    """The contract says a Python float: `type(out) is float`, so no object can claim equality."""
-    if type(out) is not float:
+def expect_float(out, call: str, mistake: str | None = None) -> float:
+    """The contract says a float (numpy.float64 and other float subclasses cross the boundary as
+    their value); a tensor, even a 0-dim one, is not a float."""
+    __tracebackhide__ = True
+    if not isinstance(out, float) or isinstance(out, bool):
         hint = " Use .item() to turn a one-element tensor into a float." if isinstance(out, torch.Tensor) else ""
-        fail(f"{call} returned {type(out).__name__} {safe_repr(out)}, expected a Python float.{hint}")
-    return out
+        fail(f"{call} returned {type_name(out)} {safe_repr(out)}, expected a Python float.{hint}",
+             mistake if isinstance(out, torch.Tensor) else None)
+    return float(out)
 
 
 def expect_tensor(out, call: str, shape=None, dtype=None) -> torch.Tensor:
-    """A real torch.Tensor (not a subclass or look-alike), with the given shape and dtype."""
-    if type(out) not in (torch.Tensor, torch.nn.Parameter):
-        fail(f"{call} returned {type(out).__name__} {safe_repr(out)}, expected a torch.Tensor")
+    """A torch.Tensor, with the given shape and dtype."""
+    __tracebackhide__ = True
+    if not isinstance(out, torch.Tensor):
+        fail(f"{call} returned {type_name(out)} {safe_repr(out)}, expected a torch.Tensor")
     if shape is not None and tuple(out.shape) != tuple(shape):
         fail(f"{call} returned shape {tuple(out.shape)}, expected {tuple(shape)}")
     if dtype is not None and out.dtype != dtype:
@@ -117,8 +129,9 @@ def _close(a, b, rtol: float, atol: float) -> bool:
 def expect_close(out, expected, *, call: str, what: str = "returned", why: str = "",
                  suspects=(), rtol: float = 1e-6, atol: float = 1e-6) -> None:
     """`out` equals `expected` (a float or a tensor from torch or a formula) within rtol/atol.
-    Floats must be Python floats and tensors real tensors of the expected shape. On a mismatch,
-    a matching suspect names the mistake."""
+    Floats must be floats and tensors tensors of the expected shape. On a mismatch, a matching
+    suspect names the mistake."""
+    __tracebackhide__ = True
     if isinstance(expected, float):
         expect_float(out, call)
     else:
@@ -140,6 +153,7 @@ def expect_close(out, expected, *, call: str, what: str = "returned", why: str =
 
 def expect(condition: bool, message: str, mistake: str | None = None) -> None:
     """A plain check with a teaching message (for properties that are not one value)."""
+    __tracebackhide__ = True
     if not condition:
         fail(message, mistake)
 
@@ -160,6 +174,7 @@ def default_dtype(dtype):
 @contextmanager
 def inputs_unchanged(call: str, **inputs):
     """Fail if the code inside changes any of `inputs` (tensors, or lists of tensors) in place."""
+    __tracebackhide__ = True
     before = {name: _snapshot(value) for name, value in inputs.items()}
     yield
     for name, value in inputs.items():
@@ -187,19 +202,40 @@ def _same(a, b) -> bool:
 
 
 def expect_new_tensor(out, call: str, **inputs) -> None:
-    """`out` must not be one of the inputs or share its memory (a view would change with it)."""
+    """`out` must not be one of the inputs or a view of one (it would change whenever they do)."""
+    __tracebackhide__ = True
     for name, value in inputs.items():
         if isinstance(value, torch.Tensor) and isinstance(out, torch.Tensor) and value.numel() and out.numel():
-            if out is value or out.untyped_storage().data_ptr() == value.untyped_storage().data_ptr():
+            if out is value or shares_memory_with(out, value) \
+                    or out.untyped_storage().data_ptr() == value.untyped_storage().data_ptr():
                 fail(f"{call} returned its argument {name} itself (or a view of it), expected a new "
                      "tensor: the caller's tensor would change whenever yours does", mistake="in_place")
 
 
+# ---------------------------------------------------------------- global state
+def expect_global_state_kept(run, call: str, check) -> None:
+    """`run()` (one learner call) leaves torch's grad mode and default dtype as it found them,
+    whichever they were, and `check(result)` holds each time: with autograd on and off, and with
+    float32 and float64 defaults."""
+    __tracebackhide__ = True
+    for grad in (True, False):
+        for dtype in (torch.float32, torch.float64):
+            state = f"with autograd {'on' if grad else 'off'} and default dtype {dtype}"
+            with torch.set_grad_enabled(grad), default_dtype(dtype):
+                out = run()
+                grad_after, dtype_after = torch.is_grad_enabled(), torch.get_default_dtype()
+                expect(grad_after == grad,
+                       f"{call} {state} left autograd {'on' if grad_after else 'off'}: use `with torch.no_grad():` "
+                       "(it restores the mode on the way out), not torch.set_grad_enabled(False) on its own",
+                       mistake="grad_mode_changed")
+                expect(dtype_after == dtype,
+                       f"{call} {state} left the default dtype {dtype_after}: create tensors with dtype=... "
+                       "instead of torch.set_default_dtype, which changes every later tensor of the program",
+                       mistake="default_dtype_changed")
+                check(out)
+
+
 # ---------------------------------------------------------------- no shortcuts
-class ShortcutError(RuntimeError):
-    pass
-
-
 def _dotted_names(tree: ast.AST):
     """Every dotted name the source mentions: attribute chains and `from X import Y` as X.Y."""
     for node in ast.walk(tree):
@@ -225,32 +261,16 @@ def _mentions(dotted: str, forbidden: str) -> bool:
     return any(have[i:i + len(want)] == want for i in range(len(have) - len(want) + 1))
 
 
-def expect_no_shortcut_source(path: Path, forbidden, topic: str, why: str) -> None:
-    """The learner's file must not name the built-in that the topic teaches (read with ast)."""
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=str(path))
+def expect_no_shortcut_source(impl, topic: str) -> None:
+    """The learner's source must not name the built-in that the topic teaches (read with ast here;
+    the learner process also refuses the call while the topic's code runs)."""
+    __tracebackhide__ = True
+    rule = topics.shortcut_rule(topic)
+    source, where = impl.source(topic)
+    if source is None or rule is None:
+        return
+    tree = ast.parse(source, filename=where)
     for dotted, line in _dotted_names(tree):
-        for name in forbidden:
+        for name in rule.source:
             if _mentions(dotted, name):
-                fail(f"{path.name}:{line} uses {dotted}: the {topic} topic asks you to write this "
-                     f"yourself, not to call torch's {name}; {why}", mistake="shortcut")
-
-
-@contextmanager
-def shortcuts_blocked(topic: str, targets, why: str):
-    """While inside, calling any of `targets` ((owner, attribute) pairs) raises ShortcutError,
-    which catches aliases that a source scan misses."""
-    saved = [(owner, attr, getattr(owner, attr)) for owner, attr in targets]
-
-    def blocked(name):
-        def refuse(*args, **kwargs):
-            raise ShortcutError(f"your {topic} code called torch's {name}: this topic asks you to write "
-                                f"it yourself; {why} [mistake: shortcut]")
-        return refuse
-
-    try:
-        for owner, attr, original in saved:
-            setattr(owner, attr, blocked(f"{getattr(owner, '__name__', type(owner).__name__)}.{attr}"))
-        yield
-    finally:
-        for owner, attr, original in saved:
-            setattr(owner, attr, original)
+                fail(f"{where}:{line} uses {dotted}: {rule.message(topic)}", mistake="shortcut")

@@ -23,21 +23,28 @@ class Topic:
     name: str      # module name in exercises/, solutions/ and tests/test_<name>.py
     section: str   # the lecture section it comes from
     points: int
+    names: tuple[str, ...]           # the contract's functions and classes (CONTRACT.md)
+    uses: tuple[str, ...] = ()       # other topics its code and tests use (bias_redundancy: modules)
 
 
 TOPICS = (
-    Topic("no_grad", "starter code: evaluating the split loss without building a graph", 5),
-    Topic("initial_loss", "fixing the initial loss", 5),
-    Topic("saturation", "fixing the saturated tanh", 10),
-    Topic("kaiming", "calculating the init scale: Kaiming init", 10),
-    Topic("batchnorm", "batch normalization (training-mode forward)", 15),
-    Topic("running_stats", "running mean/var by EMA, calibration, inference with running stats", 10),
-    Topic("modules", "PyTorch-ifying the code: Linear, BatchNorm1d, Tanh", 15),
-    Topic("bias_redundancy", "biases before BatchNorm are redundant", 5),
-    Topic("diagnostics", "viz #1-#3: activation, gradient and weight statistics", 10),
-    Topic("update_ratio", "viz #4: update:data ratio, about 1e-3", 5),
-    Topic("zero_init", "exercise E01: every weight and bias starts at zero; what still trains, and why", 5),
-    Topic("fold_batchnorm", "exercise E02: fold an eval-mode BatchNorm into the Linear before it", 5),
+    Topic("no_grad", "starter code: evaluating the split loss without building a graph", 5, ("split_loss",)),
+    Topic("initial_loss", "fixing the initial loss", 5, ("expected_initial_loss", "scale_output_layer")),
+    Topic("saturation", "fixing the saturated tanh", 10, ("saturation_fraction", "dead_neurons", "tanh_backward")),
+    Topic("kaiming", "calculating the init scale: Kaiming init", 10, ("gain", "kaiming_std", "kaiming_normal")),
+    Topic("batchnorm", "batch normalization (training-mode forward)", 15, ("batchnorm_forward",)),
+    Topic("running_stats", "running mean/var by EMA, calibration, inference with running stats", 10,
+          ("ema_update", "batchnorm_eval", "calibrate")),
+    Topic("modules", "PyTorch-ifying the code: Linear, BatchNorm1d, Tanh", 15, ("Linear", "BatchNorm1d", "Tanh")),
+    Topic("bias_redundancy", "biases before BatchNorm are redundant", 5,
+          ("redundant_biases", "drop_redundant_biases"), uses=("modules",)),
+    Topic("diagnostics", "viz #1-#3: activation, gradient and weight statistics", 10,
+          ("activation_stats", "grad_to_data_ratio")),
+    Topic("update_ratio", "viz #4: update:data ratio, about 1e-3", 5, ("update_to_data_ratio", "update_ratios")),
+    Topic("zero_init", "exercise E01: every weight and bias starts at zero; what still trains, and why", 5,
+          ("unigram_loss", "zero_init_grads")),
+    Topic("fold_batchnorm", "exercise E02: fold an eval-mode BatchNorm into the Linear before it", 5,
+          ("fold_batchnorm",)),
 )
 NAMES = tuple(t.name for t in TOPICS)
 _BY_NAME = {t.name: t for t in TOPICS}
@@ -46,13 +53,51 @@ _BY_NAME = {t.name: t for t in TOPICS}
 @dataclass(frozen=True)
 class Mistake:
     """A realistic wrong implementation: `patch` turns the reference into it (each `find` must occur
-    exactly once in solutions/<topic>.py); a test that recognises it prints `[mistake: <id>]`."""
+    exactly once in solutions/<topic>.py); a test that recognises it names it in the failure's `mistake` field."""
     topic: str
     id: str
     title: str
     explain: str
     patch: tuple[tuple[str, str], ...]
-    named: bool  # True: the failure output must carry `[mistake: <id>]`
+    named: bool  # True: some failure must name it (KataFailure.mistake)
+
+
+@dataclass(frozen=True)
+class ShortcutRule:
+    """What a topic that teaches a computation may not call (CONTRACT.md, "No shortcuts").
+    `source`: names the learner's file may not mention, matched as dotted components
+    (`nn.init` in `torch.nn.init.normal_`); `runtime`: callables that raise while the topic's code
+    runs in the learner process (this catches aliases a source scan misses)."""
+    source: tuple[str, ...]
+    runtime: tuple[str, ...]
+    why: str
+
+    def message(self, topic: str) -> str:
+        return f"the {topic} topic asks you to write this yourself, not to call torch's version; {self.why}"
+
+    def __add__(self, other: "ShortcutRule") -> "ShortcutRule":
+        return ShortcutRule(self.source + other.source, self.runtime + other.runtime, f"{self.why}; {other.why}")
+
+
+NORMALISE = ShortcutRule(
+    source=("batch_norm", "nn.BatchNorm1d", "functional.normalize", "layer_norm", "instance_norm"),
+    runtime=("torch.nn.functional.batch_norm", "torch.batch_norm", "torch.nn.BatchNorm1d.forward",
+             "torch.nn.functional.layer_norm", "torch.layer_norm", "torch.nn.functional.instance_norm",
+             "torch.instance_norm", "torch.nn.functional.normalize"),
+    why="compute the mean and variance with tensor ops (x.mean(0), x.var(0, unbiased=False)) and normalise "
+        "with gamma * (x - mean) / torch.sqrt(var + eps) + beta")
+INIT = ShortcutRule(
+    source=("nn.init", "calculate_gain", "kaiming_normal_", "kaiming_uniform_"),
+    runtime=tuple(f"torch.nn.init.{name}" for name in ("calculate_gain", "kaiming_normal_", "kaiming_uniform_",
+                                                      "normal_", "uniform_", "trunc_normal_", "xavier_normal_",
+                                                      "xavier_uniform_")),
+    why="compute the gain from the nonlinearity's name and draw the weight with torch.randn")
+SHORTCUTS = {"batchnorm": NORMALISE, "running_stats": NORMALISE, "fold_batchnorm": NORMALISE,
+             "kaiming": INIT, "modules": NORMALISE + INIT}
+
+
+def shortcut_rule(name: str) -> ShortcutRule | None:
+    return SHORTCUTS.get(name)
 
 
 def get(name: str) -> Topic:

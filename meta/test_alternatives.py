@@ -1,11 +1,14 @@
 """The topic tests accept correct code that is not the reference.
 
-meta/alternatives/ holds two more correct implementations of all eleven topics, written from
+meta/alternatives/ holds three more correct implementations of all twelve topics, written from
 CONTRACT.md and the exercise docstrings without looking at solutions/:
   plain/  the way a careful learner writes it straight from the lecture (x.var(0, unbiased=False),
           ((x - m)**2).mean(0), `with torch.no_grad():`, new tensors for the running buffers);
   terse/  other library calls and orders (var_mean in float64 then cast back, rsqrt, addcmul,
-          lerp, einsum, in-place buffer updates, normal_ instead of randn, amin instead of all).
+          lerp, einsum, in-place buffer updates, normal_ instead of randn, amin instead of all,
+          torch.func.grad);
+  module/ Linear, BatchNorm1d and Tanh as torch.nn.Module subclasses (nn.Parameter weights,
+          registered buffers, forward()), and numpy floats where the contract says float.
 A test that rejects either is too strict: it tests the reference's way, not the contract.
 """
 import subprocess
@@ -17,7 +20,7 @@ from kata import catalog
 from kata.loader import ROOT
 
 ALTERNATIVES = ROOT / "meta" / "alternatives"
-TREES = ["plain", "terse"]
+TREES = ["plain", "terse", "module"]
 CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "check_contract.py"
 
 pytestmark = pytest.mark.timeout(300)

@@ -4,14 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import (Suspect, call, expect, expect_close, expect_new_tensor, expect_no_shortcut_source,
-                          expect_tensor, inputs_unchanged, shortcuts_blocked)
+from kata.testing import (F64_TOL as TOL, Suspect, call, expect, expect_close, expect_global_state_kept,
+                          expect_new_tensor, expect_no_shortcut_source, expect_tensor, inputs_unchanged, vjp)
 
 pytestmark = pytest.mark.batchnorm
-
-TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
-WHY_NO_SHORTCUT = "compute the batch mean and variance with tensor ops (x.mean(0), ...)"
-SHORTCUTS = ("batch_norm", "nn.BatchNorm1d", "functional.normalize", "layer_norm", "instance_norm")
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +17,8 @@ def topic(impl):
 
 @pytest.fixture
 def forward(topic):
-    """The learner's batchnorm_forward, with torch's own batch norm switched off while it runs."""
-    def run(*args, **kwargs):
-        targets = [(F, "batch_norm"), (torch, "batch_norm"), (torch.nn.BatchNorm1d, "forward")]
-        with shortcuts_blocked("batchnorm", targets, WHY_NO_SHORTCUT):
-            return topic.batchnorm_forward(*args, **kwargs)
-    return run
+    """The learner's batchnorm_forward (torch's own batch norm refuses to run while it does)."""
+    return topic.batchnorm_forward
 
 
 def draw(gen, n, c, spread=3.0):
@@ -127,17 +119,16 @@ def test_batchnorm_forward_ignores_a_per_feature_shift_of_the_input(forward, gen
 def test_batchnorm_forward_gradients_match_torch_batch_norm(forward, gen):
     x, gamma, beta = draw(gen, 8, 3)
     upstream = torch.randn(8, 3, generator=gen, dtype=torch.float64)  # not all-ones: sum() would hide errors
-    ours = [t.clone().requires_grad_() for t in (x, gamma, beta)]
     theirs = [t.clone().requires_grad_() for t in (x, gamma, beta)]
     shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
-    out = expect_tensor(forward(*ours), shown, shape=x.shape)
-    expect(out.requires_grad, f"{shown} returned a tensor with no autograd graph: batchnorm_forward must be "
-                              "differentiable (no torch.no_grad(), no .detach(), no .item() inside)")
-    (out * upstream).sum().backward()
+    ours = vjp(forward, (x, gamma, beta), upstream)  # autograd through the learner's code, in its process
+    expect_tensor(ours.out, shown, shape=x.shape)
+    expect(ours.graph, f"{shown} returned a tensor with no autograd graph: batchnorm_forward must be "
+                       "differentiable (no torch.no_grad(), no .detach(), no .item() inside)")
     (F.batch_norm(theirs[0], None, None, theirs[1], theirs[2], training=True) * upstream).sum().backward()
-    for name, a, b in zip(("x", "gamma", "beta"), ours, theirs):
-        expect(a.grad is not None, f"{shown}: no gradient reached {name}")
-        expect_close(a.grad, b.grad, call=shown, what=f"gave d loss / d {name} =", **TOL,
+    for name, got, b in zip(("x", "gamma", "beta"), ours.grads, theirs):
+        expect(got is not None, f"{shown}: no gradient reached {name}")
+        expect_close(got, b.grad, call=shown, what=f"gave d loss / d {name} =", **TOL,
                      why="autograd through your formula should equal torch's batch norm gradient")
 
 
@@ -166,4 +157,25 @@ def test_batchnorm_forward_computes_without_torch_batch_norm(forward, impl, gen)
     shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
     expect_close(forward(x, gamma, beta), F.batch_norm(x, None, None, gamma, beta, training=True),
                  call=shown, what="returned", **TOL)  # runs with torch's batch norm switched off
-    expect_no_shortcut_source(impl.file("batchnorm"), SHORTCUTS, "batchnorm", WHY_NO_SHORTCUT)
+    expect_no_shortcut_source(impl, "batchnorm")
+
+
+def test_batchnorm_forward_default_eps_is_1e_5(forward, gen):
+    x, gamma, beta = draw(gen, 32, 5)
+    x = (x - x.mean(0)) * 3e-3 + x.mean(0)  # variances ~1e-5: eps=1e-5 changes the output by ~40%
+    expected = F.batch_norm(x, None, None, gamma, beta, training=True, eps=1e-5)
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
+    mean, var = x.mean(0), x.var(0, unbiased=False)
+    wrong = [Suspect("wrong_default_eps", gamma * (x - mean) / torch.sqrt(var + e) + beta,
+                     f"that is batch norm with eps={e}: the default is torch's eps=1e-5")
+             for e in (1e-3, 1e-8, 0.0)]
+    expect_close(forward(x, gamma, beta), expected, call=shown, what="returned", suspects=wrong, **TOL,
+                 why="without an eps argument, eps is 1e-5 (the contract's default, as torch.nn.BatchNorm1d)")
+
+
+def test_batchnorm_forward_leaves_grad_mode_and_default_dtype_as_found(forward, gen):
+    x, gamma, beta = draw(gen, 8, 3)
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
+    expected = F.batch_norm(x, None, None, gamma, beta, training=True)
+    expect_global_state_kept(lambda: forward(x, gamma, beta), shown,
+                             lambda out: expect_close(out, expected, call=shown, what="returned", **TOL))

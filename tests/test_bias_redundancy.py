@@ -5,7 +5,8 @@ in the learner's code), and the lecture's reason shown with autograd. Run: pytes
 import pytest
 import torch
 
-from kata.testing import default_dtype, Suspect, expect, fail
+from kata.remote import probe
+from kata.testing import Suspect, default_dtype, expect, expect_global_state_kept, fail, same_object, vjp
 
 pytestmark = pytest.mark.bias_redundancy
 
@@ -146,7 +147,7 @@ def test_redundant_biases_matches_the_rule_on_random_layer_lists(topic, modules,
     biases = [getattr(layer, "bias", None) for layer in layers]
     got, shown = find(topic, layers, spec)
     expect_indices(got, spec, shown)
-    expect(all(getattr(layer, "bias", None) is b for layer, b in zip(layers, biases)),
+    expect(all(same_object(getattr(layer, "bias", None), b) for layer, b in zip(layers, biases)),
            f"{shown} changed a layer's bias: redundant_biases only finds them; drop_redundant_biases removes them")
 
 
@@ -195,7 +196,7 @@ def test_drop_redundant_biases_sets_exactly_those_biases_to_none(topic, modules,
     original, weights = list(layers), [getattr(layer, "weight", None) for layer in layers]
     removed = topic.drop_redundant_biases(layers)
     expect(len(layers) == len(original) and all(a is b for a, b in zip(layers, original))
-           and all(getattr(a, "weight", None) is w for a, w in zip(layers, weights)),
+           and all(same_object(getattr(a, "weight", None), w) for a, w in zip(layers, weights)),
            f"after {shown} the list no longer holds the same layers with the same weights: set layers[i].bias = "
            "None on the existing Linear (in place); do not rebuild, remove or reorder layers")
     for i in expected_indices(spec):
@@ -204,7 +205,7 @@ def test_drop_redundant_biases_sets_exactly_those_biases_to_none(topic, modules,
                              "bias (bias = None) so it is no longer a parameter; a zero tensor is still trained",
                mistake="zeroed_not_removed")
     for i, bias in kept.items():
-        expect(layers[i].bias is bias,
+        expect(same_object(layers[i].bias, bias),
                f"after {shown}, layers[{i}].bias (a Linear followed by {following(spec, i)}) was changed: only "
                "a bias right before a BatchNorm1d is redundant", mistake="drops_every_bias")
     expect(type(removed) is int and removed == sizes,
@@ -242,24 +243,45 @@ def test_redundant_biases_are_exactly_those_whose_gradient_is_zero(topic, module
     spec = "LBTLTLB"
     with float64_default():
         layers = build(modules, gen, spec)
-    for layer in layers:
-        if getattr(layer, "bias", None) is not None:  # not zeros: the bias's value must not matter either
-            layer.bias = torch.randn(layer.bias.shape, generator=gen, dtype=F64)
-        for p in layer.parameters():
-            p.requires_grad_()
-    x = torch.randn(16, 4, generator=gen, dtype=F64)
-    out = x
-    for layer in layers:
-        out = layer(out)
-    upstream = torch.randn(out.shape, generator=gen, dtype=F64)  # not all-ones: a sum hides errors
-    (out * upstream).sum().backward()
     linears = [i for i, c in enumerate(spec) if c == "L"]
+    for i in linears:  # not zeros: the bias's value must not matter either
+        probe("assign", layers[i], "bias", torch.randn(layers[i].bias.shape, generator=gen, dtype=F64))
+    x = torch.randn(16, 4, generator=gen, dtype=F64)
+    fan_out = 4 + linears[-1] + 1  # build() widens the Linear at position k to width + k + 1
+    upstream = torch.randn(16, fan_out, generator=gen, dtype=F64)  # not all-ones: a sum hides errors
+    ours = vjp(layers, (x,), upstream, grads_of=[(layers[i], "bias") for i in linears])  # there, through every layer
+    grads = dict(zip(linears, ours.attrs or [None] * len(linears)))
+    expect(all(g is not None for g in grads.values()), "the layers' forward pass gave no gradient to some bias: "
+                                                       "your modules' forward or backward differs from the lecture's")
     # In exact arithmetic the gradient is 0; in float64 each of the 16 summed terms carries ~1e-16 error.
-    zero = [i for i in linears if layers[i].bias.grad.abs().max().item() < 1e-10]
-    expect(zero == [0, 5] and layers[3].bias.grad.abs().max().item() > 1e-6,
+    zero = [i for i in linears if grads[i].abs().max().item() < 1e-10]
+    expect(zero == [0, 5] and grads[3].abs().max().item() > 1e-6,
            f"biases with zero gradient at {zero}, expected [0, 5] (the Linears before a BatchNorm1d; the one before "
            "the Tanh does learn): your modules' forward or backward differs from the lecture's")
     got, shown = find(topic, layers, spec)
     expect_indices(got, spec, shown)
     expect(got == zero, f"{shown} returned {got}; the biases whose gradient is zero (they never learn, because "
                         f"BatchNorm1d subtracts the batch mean and with it any bias) are at {zero}")
+
+
+def test_redundant_biases_leaves_grad_mode_and_default_dtype_as_found(topic, modules, gen):
+    spec = "LBTLT"
+    layers = build(modules, gen, spec)
+    shown = f"redundant_biases(layers = [{', '.join(spec_names(spec))}])"
+    expect_global_state_kept(lambda: topic.redundant_biases(layers), shown, lambda got: expect_indices(got, spec, shown))
+
+
+def test_drop_redundant_biases_leaves_grad_mode_and_default_dtype_as_found(topic, modules, gen):
+    spec = "lBTLBL"
+    shown = f"drop_redundant_biases(layers = [{', '.join(spec_names(spec))}])"
+
+    def run():  # a fresh net each time: a second drop has nothing left to remove
+        layers = build(modules, gen, spec)
+        return topic.drop_redundant_biases(layers), layers[3].bias.numel() if layers[3].bias is not None else 0
+
+    def check(out):
+        removed, left = out
+        expect(type(removed) is int and removed == 4 + 4 and left == 0,
+               f"{shown} returned {removed!r} (layers[3].bias has {left} scalars left), expected 8: the bias of "
+               "layers[3] (8 scalars) goes, the last Linear's stays")
+    expect_global_state_kept(run, shown, check)

@@ -5,11 +5,10 @@ import math
 import pytest
 import torch
 
-from kata.testing import Suspect, call, expect, expect_close, expect_float, inputs_unchanged
+from kata.testing import (F64_TOL as TOL, Suspect, call, expect, expect_close, expect_float, expect_global_state_kept,
+                          inputs_unchanged, type_name)
 
 pytestmark = pytest.mark.diagnostics
-
-TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
 KEYS = {"mean", "std", "saturated"}
 
 
@@ -25,8 +24,11 @@ def tanh_layer(gen, *shape, spread=1.5, offset=0.2):
 
 def stats_of(topic, t, shown, **kwargs):
     """The learner's dict, checked for its keys and value types before anything else."""
-    out = topic.activation_stats(t, **kwargs)
-    expect(type(out) is dict, f"{shown} returned {type(out).__name__}, expected a dict with keys mean, std, saturated")
+    return stats_of_value(topic.activation_stats(t, **kwargs), shown)
+
+
+def stats_of_value(out, shown):
+    expect(type(out) is dict, f"{shown} returned {type_name(out)}, expected a dict with keys mean, std, saturated")
     expect(set(out) == KEYS, f"{shown} returned keys {sorted(map(str, out))}, expected exactly {sorted(KEYS)}")
     for key in sorted(KEYS):
         expect_float(out[key], f"{shown}[{key!r}]")
@@ -192,3 +194,20 @@ def test_grad_to_data_ratio_uses_the_grad_argument_and_leaves_inputs_unchanged(t
                  suspects=[Suspect("used_param_grad", (param.grad.std() / param.detach().std()).item(),
                                    "that used param.grad; the function gets the gradient as its second argument"),
                            *ratio_suspects(param.detach(), grad)])
+
+
+def test_activation_stats_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    t = tanh_layer(gen, 6, 5)
+    shown = call("activation_stats", ("t", t))
+    sat = (t.abs() > 0.97).double().mean().item()
+    expect_global_state_kept(lambda: topic.activation_stats(t), shown,
+                             lambda out: expect_close(stats_of_value(out, shown)["saturated"], sat, call=shown,
+                                                      what="gave saturated", **TOL))
+
+
+def test_grad_to_data_ratio_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    param, grad = weight_and_grad(gen, 6, 5)
+    shown = call("grad_to_data_ratio", ("param", param), ("grad", grad))
+    expected = (grad.std() / param.std()).item()
+    expect_global_state_kept(lambda: topic.grad_to_data_ratio(param, grad), shown,
+                             lambda out: expect_close(out, expected, call=shown, **TOL))

@@ -5,12 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import (Suspect, call, expect, expect_close, expect_new_tensor, expect_tensor, fail,
-                          inputs_unchanged)
+from kata.testing import (F64_TOL as TOL, Suspect, call, expect, expect_close, expect_global_state_kept,
+                          expect_new_tensor, expect_no_shortcut_source, expect_tensor, fail, inputs_unchanged,
+                          type_name)
 
 pytestmark = pytest.mark.fold_batchnorm
-
-TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +41,14 @@ def shown_call(W, b, rm, rv, gamma, beta, eps):
 
 
 def fold(topic, shown, W, b, rm, rv, gamma, beta, eps):
-    """The learner's (W', b'), checked for type and shape; a broadcasting error is explained."""
+    """The learner's (W', b'), checked for type and shape; a broadcasting error is explained.
+    eps=None calls without it (the default)."""
     fan_in, fan_out = W.shape
     try:
-        out = topic.fold_batchnorm(W, b, rm, rv, gamma, beta, eps=eps)
+        out = topic.fold_batchnorm(W, b, rm, rv, gamma, beta) if eps is None else \
+            topic.fold_batchnorm(W, b, rm, rv, gamma, beta, eps=eps)
+    except NotImplementedError:  # the untouched stub: reported as such
+        raise
     except RuntimeError as e:
         if "size of tensor" in str(e) or "must match" in str(e):
             fail(f"{shown} raised RuntimeError({str(e)[:120]!r}): BN's scale has one entry per output "
@@ -58,7 +61,7 @@ def fold(topic, shown, W, b, rm, rv, gamma, beta, eps):
             fail(f"{shown} raised TypeError({str(e)[:120]!r}): b=None means the Linear layer has no bias "
                  "(the lecture's Linear(bias=False) before BatchNorm1d); treat it as zeros", mistake="none_bias")
         raise
-    expect(type(out) is tuple and len(out) == 2, f"{shown} returned {type(out).__name__}, expected a tuple (W', b')")
+    expect(type(out) is tuple and len(out) == 2, f"{shown} returned {type_name(out)}, expected a tuple (W', b')")
     W2 = expect_tensor(out[0], f"{shown}[0] (W')", shape=(fan_in, fan_out))
     b2 = expect_tensor(out[1], f"{shown}[1] (b')", shape=(fan_out,))
     return W2, b2
@@ -205,3 +208,40 @@ def test_fold_batchnorm_with_the_identity_batch_norm_returns_the_layer_itself(to
     expect_close(W2, W, call=shown, what="gave W'", **TOL,
                  why="a batch norm with mean 0, var + eps = 1, gamma 1 and beta 0 is the identity: W' = W")
     expect_close(b2, b, call=shown, what="gave b'", **TOL, why="the identity batch norm leaves b as it is")
+
+
+def test_fold_batchnorm_default_eps_is_1e_5(topic, gen):
+    W, b, rm, _, gamma, beta = layer(gen, 6, 5)
+    rv = 1e-5 * (1 + torch.rand(5, generator=gen, dtype=torch.float64))  # variances ~1e-5: eps's value shows
+    x = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    shown = call("fold_batchnorm", ("W", W), ("b", b), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
+                 ("beta", beta))
+    W2, b2 = fold(topic, shown, W, b, rm, rv, gamma, beta, None)
+    h = x @ W + b  # (4, 5)
+    wrong = [Suspect("wrong_default_eps", gamma * (h - rm) / torch.sqrt(rv + e) + beta,
+                     f"that is eps={e}: the default is torch's eps=1e-5") for e in (1e-3, 1e-8, 0.0)]
+    expect_close(x @ W2 + b2, bn_eval(h, rm, rv, gamma, beta, 1e-5), call=shown, what="folded: x @ W' + b' gave",
+                 suspects=wrong, **TOL, why="without an eps argument, eps is 1e-5, as batch norm's")
+
+
+def test_fold_batchnorm_computes_without_torch_batch_norm(topic, impl, gen):
+    W, b, rm, rv, gamma, beta = layer(gen, 5, 4)
+    x = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    shown = shown_call(W, b, rm, rv, gamma, beta, 1e-5)
+    W2, b2 = fold(topic, shown, W, b, rm, rv, gamma, beta, 1e-5)  # torch's batch norm refuses to run meanwhile
+    expect_close(x @ W2 + b2, bn_eval(x @ W + b, rm, rv, gamma, beta, 1e-5), call=shown, what="folded: x @ W' + b' gave",
+                 **TOL)
+    expect_no_shortcut_source(impl, "fold_batchnorm")
+
+
+def test_fold_batchnorm_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    W, b, rm, rv, gamma, beta = layer(gen, 5, 4)
+    x = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    shown = shown_call(W, b, rm, rv, gamma, beta, 1e-5)
+    expected = bn_eval(x @ W + b, rm, rv, gamma, beta, 1e-5)
+
+    def check(out):
+        expect(type(out) is tuple and len(out) == 2, f"{shown} returned {type_name(out)}, expected a tuple (W', b')")
+        expect_close(x @ expect_tensor(out[0], shown) + expect_tensor(out[1], shown), expected, call=shown,
+                     what="folded: x @ W' + b' gave", **TOL)
+    expect_global_state_kept(lambda: topic.fold_batchnorm(W, b, rm, rv, gamma, beta), shown, check)

@@ -6,12 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import (Suspect, call, expect, expect_close, expect_new_tensor, expect_tensor,
-                          inputs_unchanged, safe_repr)
+from kata.testing import (F64_TOL as TOL, Suspect, call, expect, expect_close, expect_global_state_kept,
+                          expect_new_tensor, expect_tensor, inputs_unchanged, safe_repr, type_name)
 
 pytestmark = pytest.mark.initial_loss
-
-TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
 LECTURE_LOSS_27 = 3.295836866  # -log(1/27), lecture-facts.md
 
 
@@ -41,8 +39,8 @@ def loss_suspects(vocab):
 
 
 def expect_python_float(out, shown):
-    expect(type(out) is float,
-           f"{shown} returned {type(out).__name__} {safe_repr(out)}, expected a Python float (math.log gives one; "
+    expect(isinstance(out, float),
+           f"{shown} returned {type_name(out)} {safe_repr(out)}, expected a Python float (math.log gives one; "
            "use .item() if you computed a tensor)", mistake="returns_tensor")
     return out
 
@@ -89,10 +87,13 @@ def draw_layer(gen, fan_in, vocab):
 
 
 def call_scale(topic, W, b, scale=None):
-    """The learner's call, and how it is shown; scale=None uses the default."""
-    if scale is None:
-        return topic.scale_output_layer(W, b), call("scale_output_layer", ("W", W), ("b", b))
-    return topic.scale_output_layer(W, b, scale=scale), call("scale_output_layer", ("W", W), ("b", b), scale=scale)
+    """The learner's call, and how it is shown; scale=None uses the default. W and b must come back
+    unchanged first: a W *= scale in place would otherwise make every later comparison look right
+    or wrong for the wrong reason (the test's expectations come from copies taken before it)."""
+    shown = call("scale_output_layer", ("W", W), ("b", b), **({} if scale is None else {"scale": scale}))
+    with inputs_unchanged(shown, W=W, b=b):
+        out = topic.scale_output_layer(W, b) if scale is None else topic.scale_output_layer(W, b, scale=scale)
+    return out, shown
 
 
 def unpack(out, shown, W, b):
@@ -155,9 +156,7 @@ def test_scale_output_layer_keeps_float32_in_float32(topic, gen):
 
 def test_scale_output_layer_returns_new_tensors_and_leaves_inputs_unchanged(topic, gen):
     W, b = draw_layer(gen, 20, 27)
-    shown = call("scale_output_layer", ("W", W), ("b", b), scale=0.05)
-    with inputs_unchanged(shown, W=W, b=b):
-        out = topic.scale_output_layer(W, b, scale=0.05)
+    out, shown = call_scale(topic, W, b, 0.05)  # inputs_unchanged inside
     W2, b2 = unpack(out, shown, W, b)
     expect_close(W2, W * 0.05, call=shown, what="returned W' =", **TOL)
     expect_close(b2, torch.zeros_like(b), call=shown, what="returned b' =", **TOL)
@@ -170,8 +169,8 @@ def test_scale_output_layer_brings_the_first_batch_loss_near_log_27(topic, gen):
     h = torch.tanh(torch.randn(n, hidden, generator=gen, dtype=torch.float64))  # a tanh layer's output, |h| < 1
     Y = torch.randint(0, vocab, (n,), generator=gen)
     W, b = torch.randn(hidden, vocab, generator=gen, dtype=torch.float64), torch.randn(vocab, generator=gen, dtype=torch.float64)
-    shown = call("scale_output_layer", ("W2", W), ("b2", b))
-    W2, b2 = unpack(topic.scale_output_layer(W, b), shown, W, b)
+    out, shown = call_scale(topic, W, b)
+    W2, b2 = unpack(out, shown, W, b)
     loss = F.cross_entropy(h @ W2 + b2, Y).item()  # (n, hidden) @ (hidden, vocab) -> (n, vocab) logits
     naive = F.cross_entropy(h @ W + b, Y).item()
     target = math.log(vocab)
@@ -182,3 +181,20 @@ def test_scale_output_layer_brings_the_first_batch_loss_near_log_27(topic, gen):
            f"log(27) = {target:.4f} (unscaled it is {naive:.2f}): near-zero logits make the softmax nearly "
            "uniform, which is what an untrained network should predict")
     expect(naive - target > 1, f"test set-up: the unscaled loss {naive:.2f} should be far above log(27)")
+
+
+def test_expected_initial_loss_leaves_grad_mode_and_default_dtype_as_found(topic):
+    shown = call("expected_initial_loss", ("", 27))
+    expect_global_state_kept(lambda: topic.expected_initial_loss(27), shown,
+                             lambda out: expect_close(out, LECTURE_LOSS_27, call=shown, **TOL))
+
+
+def test_scale_output_layer_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    W, b = draw_layer(gen, 20, 27)
+    shown = call("scale_output_layer", ("W", W), ("b", b))
+
+    def check(out):
+        W2, b2 = unpack(out, shown, W, b)
+        expect_close(W2, W * 0.01, call=shown, what="returned W' =", **TOL)
+        expect_close(b2, torch.zeros_like(b), call=shown, what="returned b' =", **TOL)
+    expect_global_state_kept(lambda: topic.scale_output_layer(W, b), shown, check)

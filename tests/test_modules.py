@@ -6,15 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import (default_dtype, Suspect, call, expect, expect_close, expect_new_tensor, expect_no_shortcut_source,
-                          expect_tensor, inputs_unchanged, shortcuts_blocked)
+from kata.remote import probe
+from kata.testing import (F64_TOL as TOL, Suspect, call, default_dtype, expect, expect_close, expect_global_state_kept,
+                          expect_new_tensor, expect_no_shortcut_source, expect_tensor, inputs_unchanged, same_object,
+                          type_name, vjp)
 
 pytestmark = pytest.mark.modules
 
-TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
 F64 = torch.float64
-WHY_NO_SHORTCUT = "compute the batch mean and variance with tensor ops (x.mean(0), x.var(0, ...))"
-SHORTCUTS = ("batch_norm", "nn.BatchNorm1d", "functional.normalize", "layer_norm", "instance_norm")
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +28,16 @@ def float64_default():
 
 
 def run_bn(bn, x):
-    """bn(x) with torch's own batch norm switched off while the learner's code runs."""
-    targets = [(F, "batch_norm"), (torch, "batch_norm"), (torch.nn.BatchNorm1d, "forward")]
-    with shortcuts_blocked("modules", targets, WHY_NO_SHORTCUT):
-        return bn(x)
+    """bn(x); torch's own batch norm refuses to run while the learner's code does."""
+    return bn(x)
+
+
+def assign(layer, **values):
+    """Copy values into the layer's own tensors in place (a torch.nn.Parameter stays one), as the
+    contract says tests do; `None` values are skipped."""
+    for name, value in values.items():
+        if value is not None:
+            probe("assign", layer, name, value)
 
 
 def draw(gen, n, c, spread=3.0):
@@ -141,7 +146,7 @@ def test_linear_call_is_x_at_weight_plus_bias_and_stored_in_out(modules, gen, n,
         layer = modules.Linear(fan_in, fan_out, bias=bias, generator=gen)
     weight = torch.randn(fan_in, fan_out, generator=gen, dtype=F64)
     b = torch.randn(fan_out, generator=gen, dtype=F64) if bias else None  # not zeros: a lost bias must show
-    layer.weight, layer.bias = weight.clone(), None if b is None else b.clone()
+    assign(layer, weight=weight, bias=b)
     x = torch.randn(n, fan_in, generator=gen, dtype=F64)
     shown = call(f"Linear({fan_in}, {fan_out}, bias={bias})", ("x", x))
     with inputs_unchanged(shown, x=x):
@@ -150,7 +155,7 @@ def test_linear_call_is_x_at_weight_plus_bias_and_stored_in_out(modules, gen, n,
     expect_close(out, expected, call=shown, what="returned", **TOL,
                  why="a Linear computes x @ weight + bias with weight (fan_in, fan_out)")
     expect_new_tensor(out, shown, x=x)
-    expect(getattr(layer, "out", None) is out,
+    expect(same_object(getattr(layer, "out", None), out),
            f"after {shown}, layer.out is not the tensor it returned: store the output in self.out and return "
            "it, so the diagnostics can read every layer's activations", mistake="out_not_stored")
 
@@ -161,19 +166,19 @@ def test_linear_parameters_are_the_layer_own_tensors(modules, gen, bias):
         layer = modules.Linear(5, 4, bias=bias, generator=gen)
     shown = call(f"Linear(5, 4, bias={bias}).parameters")
     params = layer.parameters()
-    expect(isinstance(params, list), f"{shown} returned {type(params).__name__}, expected a list")
+    expect(isinstance(params, list), f"{shown} returned {type_name(params)}, expected a list")
     mine = [layer.weight] + ([layer.bias] if bias else [])
     expect(all(p is not None for p in params),
            f"{shown} returned a list with None in it: with bias=False the parameters are [weight] only, so "
            "sum(p.nelement() for p in parameters) works", mistake="none_in_parameters")
-    expect(len(params) == len(mine) and all(p is q for p, q in zip(params, mine)),
+    expect(len(params) == len(mine) and all(same_object(p, q) for p, q in zip(params, mine)),
            f"{shown} returned {len(params)} tensors, expected {'[weight, bias]' if bias else '[weight]'}, "
            "the layer's own tensors (not copies), so that an update of the parameters updates the layer")
     x = torch.randn(3, 5, generator=gen, dtype=F64)
     steps = [torch.randn(p.shape, generator=gen, dtype=F64) for p in params]
-    for p, step in zip(params, steps):  # what the training loop does: p.data += -lr * p.grad
-        p.data += step
-    expected = x @ params[0].detach() + (params[1].detach() if bias else 0)  # (3, 4)
+    probe("step_parameters", layer, steps)  # what the training loop does, p.data += -lr * p.grad, there
+    params = [p.detach() + step for p, step in zip(params, steps)]
+    expected = x @ params[0] + (params[1] if bias else 0)  # (3, 4)
     expect_close(layer(x), expected, call=f"Linear(5, 4, bias={bias})(x) after updating its parameters()",
                  what="returned", **TOL, why="the update made through parameters() must change the layer")
 
@@ -182,17 +187,17 @@ def test_linear_gradients_reach_weight_and_bias(modules, gen):
     with float64_default():
         layer = modules.Linear(6, 4, generator=gen)
     weight, b = torch.randn(6, 4, generator=gen, dtype=F64), torch.randn(4, generator=gen, dtype=F64)
-    layer.weight, layer.bias = weight.clone().requires_grad_(), b.clone().requires_grad_()
-    x = torch.randn(9, 6, generator=gen, dtype=F64).requires_grad_()
+    assign(layer, weight=weight, bias=b)
+    x = torch.randn(9, 6, generator=gen, dtype=F64)
     upstream = torch.randn(9, 4, generator=gen, dtype=F64)  # not all-ones: sum() would hide errors
     shown = call("Linear(6, 4)", ("x", x))
-    out = expect_tensor(layer(x), shown, shape=(9, 4))
-    expect(out.requires_grad, f"{shown} returned a tensor with no autograd graph: no torch.no_grad() or "
-                              ".detach() in a Linear's forward")
-    (out * upstream).sum().backward()
-    for name, got, expected in (("weight", layer.weight.grad, x.detach().T @ upstream),
-                                ("bias", layer.bias.grad, upstream.sum(0)),
-                                ("x", x.grad, upstream @ weight.T)):
+    ours = vjp(layer, (x,), upstream, grads_of=[(layer, "weight"), (layer, "bias")])  # autograd, in its process
+    expect_tensor(ours.out, shown, shape=(9, 4))
+    expect(ours.graph, f"{shown} returned a tensor with no autograd graph: no torch.no_grad() or "
+                       ".detach() in a Linear's forward")
+    for name, got, expected in (("weight", ours.attrs[0], x.T @ upstream),
+                                ("bias", ours.attrs[1], upstream.sum(0)),
+                                ("x", ours.grads[0], upstream @ weight.T)):
         expect(got is not None, f"{shown}: no gradient reached {name}")
         expect_close(got, expected, call=shown, what=f"gave d loss / d {name} =", **TOL,
                      why="for y = x @ W + b: dW = x.T @ dy, db = dy.sum(0), dx = dy @ W.T")
@@ -216,9 +221,27 @@ def test_batchnorm1d_init_has_the_lecture_defaults(modules, dim):
                                          "and running_var at ones (the statistics of a unit normal)")
     expect(bn.training is True, f"{shown}.training is {bn.training!r}, expected True: a module starts in training "
                                 "mode")
-    expect(bn.eps == 1e-5 and bn.momentum == 0.1,
-           f"{shown} has eps={bn.eps!r}, momentum={bn.momentum!r}, expected eps=1e-05, momentum=0.1 "
-           "(torch's defaults; the lecture's inline BN used 0.001, its class 0.1)")
+
+
+def test_batchnorm1d_defaults_are_eps_1e_5_and_momentum_0_1(modules, gen):
+    dim = 5
+    with float64_default():
+        bn = modules.BatchNorm1d(dim)
+    ref = torch_bn(dim, 1e-5, 0.1, torch.ones(dim, dtype=F64), torch.zeros(dim, dtype=F64))
+    x = draw(gen, 32, dim, spread=3e-3)  # variances ~1e-5: eps=1e-5 changes the output by ~40%
+    shown = call("BatchNorm1d(5)", ("x", x))
+    expected = ref(x).detach()
+    mean, var = x.mean(0), x.var(0, unbiased=False)
+    wrong = [Suspect("wrong_default_eps", (x - mean) / torch.sqrt(var + e),
+                     f"that is eps={e}: the default is torch's eps=1e-5") for e in (1e-3, 1e-8, 0.0)]
+    expect_close(run_bn(bn, x), expected, call=shown, what="returned", suspects=wrong, **TOL,
+                 why="without an eps argument, eps is 1e-5 (torch's default)")
+    wrong = [Suspect("wrong_default_momentum", m * x.mean(0),
+                     f"that is momentum {m}: the class's default is torch's 0.1 (the lecture's inline BN used 0.001)")
+             for m in (0.001, 0.01, 0.9)]
+    expect_close(stat(bn.running_mean, dim, shown, "running_mean"), ref.running_mean, call=shown,
+                 what="left running_mean =", suspects=wrong, **TOL,
+                 why="without a momentum argument, momentum is 0.1: running_mean = 0.9 * 0 + 0.1 * x.mean(0)")
 
 
 def output_suspects(x, gamma, beta, eps, running_mean, running_var):
@@ -264,7 +287,7 @@ def test_batchnorm1d_training_matches_torch_step_by_step(modules, gen, momentum,
     gamma, beta = gamma_beta(gen, dim)
     with float64_default():
         bn = modules.BatchNorm1d(dim, eps=eps, momentum=momentum)
-    bn.gamma, bn.beta = gamma.clone(), beta.clone()
+    assign(bn, gamma=gamma, beta=beta)
     ref = torch_bn(dim, eps, momentum, gamma, beta)
     for step in range(4):
         x = draw(gen, n, dim)
@@ -296,8 +319,7 @@ def test_batchnorm1d_eval_uses_running_stats_and_leaves_them_alone(modules, gen,
     running_mean, running_var = torch.randn(dim, generator=gen, dtype=F64), 0.2 + torch.rand(dim, generator=gen, dtype=F64)
     with float64_default():
         bn = modules.BatchNorm1d(dim, eps=0.01)
-    bn.gamma, bn.beta = gamma.clone(), beta.clone()
-    bn.running_mean, bn.running_var = running_mean.clone(), running_var.clone()
+    assign(bn, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
     bn.training = False
     ref = torch_bn(dim, 0.01, 0.1, gamma, beta).eval()
     with torch.no_grad():
@@ -326,7 +348,7 @@ def test_batchnorm1d_updates_running_stats_without_a_graph(modules, gen):
     gamma, beta = gamma_beta(gen, dim)
     with float64_default():
         bn = modules.BatchNorm1d(dim)
-    bn.gamma, bn.beta = gamma.clone().requires_grad_(), beta.clone().requires_grad_()
+    assign(bn, gamma=gamma, beta=beta)
     ref = torch_bn(dim, 1e-5, 0.1, gamma, beta)
     x = draw(gen, 16, dim)
     ref(x)
@@ -337,8 +359,8 @@ def test_batchnorm1d_updates_running_stats_without_a_graph(modules, gen):
                               "are updated under torch.no_grad(), not the output")
     for name in ("running_mean", "running_var"):
         t = expect_tensor(getattr(bn, name), f"{shown}: .{name}")
-        expect(not t.requires_grad and t.grad_fn is None,
-               f"after {shown}, bn.{name} has grad_fn {type(t.grad_fn).__name__}: update the running statistics "
+        expect(not t.requires_grad,
+               f"after {shown}, bn.{name} has grad_fn {getattr(t, '_kata_grad_fn', None)}: update the running statistics "
                "under torch.no_grad() (the lecture does), else every step's graph stays attached to them and "
                "the next backward() tries to go through old batches", mistake="running_stats_with_graph")
         expect_close(stat(t, dim, shown, name), getattr(ref, name), call=shown, what=f"left {name} =", **TOL)
@@ -351,17 +373,16 @@ def test_batchnorm1d_gradients_match_torch(modules, gen):
     upstream = torch.randn(n, dim, generator=gen, dtype=F64)  # not all-ones: sum() would hide errors
     with float64_default():
         bn = modules.BatchNorm1d(dim)
-    bn.gamma, bn.beta = gamma.clone().requires_grad_(), beta.clone().requires_grad_()
-    ours = x.clone().requires_grad_()
+    assign(bn, gamma=gamma, beta=beta)
     ref, theirs = torch_bn(dim, 1e-5, 0.1, gamma, beta), x.clone().requires_grad_()
     shown = call("BatchNorm1d(4)", ("x", x))
-    out = expect_tensor(run_bn(bn, ours), shown, shape=(n, dim))
-    expect(out.requires_grad, f"{shown} returned a tensor with no autograd graph: the normalisation itself must "
-                              "stay differentiable")
-    (out * upstream).sum().backward()
+    ours = vjp(bn, (x,), upstream, grads_of=[(bn, "gamma"), (bn, "beta")])  # autograd, in the learner's process
+    expect_tensor(ours.out, shown, shape=(n, dim))
+    expect(ours.graph, f"{shown} returned a tensor with no autograd graph: the normalisation itself must "
+                       "stay differentiable")
     (ref(theirs) * upstream).sum().backward()
-    for name, got, expected in (("x", ours.grad, theirs.grad), ("gamma", bn.gamma.grad, ref.weight.grad),
-                                ("beta", bn.beta.grad, ref.bias.grad)):
+    for name, got, expected in (("x", ours.grads[0], theirs.grad), ("gamma", ours.attrs[0], ref.weight.grad),
+                                ("beta", ours.attrs[1], ref.bias.grad)):
         expect(got is not None, f"{shown}: no gradient reached {name}")
         expect_close(got, expected, call=shown, what=f"gave d loss / d {name} =", **TOL,
                      why="autograd through your module should equal torch.nn.BatchNorm1d's gradient")
@@ -372,14 +393,15 @@ def test_batchnorm1d_parameters_are_gamma_and_beta(modules, gen):
         bn = modules.BatchNorm1d(3)
     shown = call("BatchNorm1d(3).parameters")
     params = bn.parameters()
-    expect(isinstance(params, list) and len(params) == 2 and params[0] is bn.gamma and params[1] is bn.beta,
-           f"{shown} returned {type(params).__name__} of {len(params) if hasattr(params, '__len__') else '?'}, "
+    expect(isinstance(params, list) and len(params) == 2 and same_object(params[0], bn.gamma)
+           and same_object(params[1], bn.beta),
+           f"{shown} returned {type_name(params)} of {len(params) if isinstance(params, list) else '?'}, "
            "expected [gamma, beta], the module's own tensors in that order (running_mean and running_var are "
            "buffers, not parameters: they are not trained by gradient descent)")
     x = draw(gen, 4, 3)
-    for p in params:  # what the training loop does
-        p.data += torch.randn(3, generator=gen, dtype=F64)
-    expected = F.batch_norm(x, None, None, params[0].detach(), params[1].detach(), training=True)
+    steps = [torch.randn(3, generator=gen, dtype=F64) for _ in params]
+    probe("step_parameters", bn, steps)  # what the training loop does, there
+    expected = F.batch_norm(x, None, None, params[0] + steps[0], params[1] + steps[1], training=True)
     expect_close(run_bn(bn, x), expected, call="BatchNorm1d(3)(x) after updating its parameters()",
                  what="returned", **TOL, why="the update made through parameters() must change the module")
 
@@ -393,7 +415,7 @@ def test_batchnorm1d_leaves_input_unchanged_and_stores_out(modules, gen):
         out = run_bn(bn, x)
     expect_close(out, F.batch_norm(x, None, None, training=True), call=shown, what="returned", **TOL)
     expect_new_tensor(out, shown, x=x)
-    expect(getattr(bn, "out", None) is out, f"after {shown}, bn.out is not the tensor it returned: store the "
+    expect(same_object(getattr(bn, "out", None), out), f"after {shown}, bn.out is not the tensor it returned: store the "
                                             "output in self.out", mistake="out_not_stored")
 
 
@@ -404,7 +426,7 @@ def test_batchnorm1d_computes_without_torch_batch_norm(modules, impl, gen):
     expected = F.batch_norm(x, None, None, training=True)
     shown = call("BatchNorm1d(6)", ("x", x))
     expect_close(run_bn(bn, x), expected, call=shown, what="returned", **TOL)  # torch's batch norm switched off
-    expect_no_shortcut_source(impl.file("modules"), SHORTCUTS, "modules", WHY_NO_SHORTCUT)
+    expect_no_shortcut_source(impl, "modules")
 
 
 # ---------------------------------------------------------------- Tanh and the whole net
@@ -417,7 +439,7 @@ def test_tanh_matches_torch_tanh_and_has_no_parameters(modules, gen, shape):
         out = layer(x)
     expect_close(out, torch.tanh(x), call=shown, what="returned", **TOL,
                  suspects=[Suspect("tanh_twice", torch.tanh(torch.tanh(x)), "tanh was applied twice")])
-    expect(getattr(layer, "out", None) is out, f"after {shown}, layer.out is not the tensor it returned: store the "
+    expect(same_object(getattr(layer, "out", None), out), f"after {shown}, layer.out is not the tensor it returned: store the "
                                                "output in self.out (the lecture's histograms read it)",
            mistake="out_not_stored")
     params = layer.parameters()
@@ -455,3 +477,60 @@ def test_linear_and_batchnorm1d_build_the_lecture_deep_net_with_its_parameter_co
     for layer in layers:
         out = layer(out)
     expect_tensor(out, "the deep net's forward pass on x[32,30]", shape=(32, 27))
+
+
+def test_linear_init_defaults_to_a_zero_bias_and_the_global_rng(modules, seed):
+    shown = call("Linear", fan_in=6, fan_out=5)
+    with torch.random.fork_rng():  # the global seed is moved on purpose; the rest of the suite never sees it
+        torch.manual_seed(seed % 2**31)
+        first = modules.Linear(6, 5)
+        torch.manual_seed(seed % 2**31)
+        again = modules.Linear(6, 5)
+    bias = expect_tensor(first.bias, f"{shown}.bias", shape=(5,))
+    expect(bool((bias == 0).all()), f"{shown}.bias is {bias.tolist()}, expected zeros(5): bias=True is the default")
+    expect(torch.equal(first.weight, again.weight),
+           f"{shown} twice after torch.manual_seed({seed % 2**31}) gave different weights: without a generator, "
+           "draw from torch's global RNG (torch.randn(..., generator=None))", mistake="ignores_global_rng")
+
+
+def test_linear_leaves_global_state_and_the_global_rng_as_found(modules, gen):
+    shown = call("Linear", fan_in=4, fan_out=3, generator="g")
+    expect_global_state_kept(lambda: modules.Linear(4, 3, generator=gen), shown,  # dtype: the default of its time
+                             lambda layer: expect_tensor(layer.weight, f"{shown}.weight", shape=(4, 3),
+                                                         dtype=torch.get_default_dtype()))
+    layer = modules.Linear(4, 3, generator=gen)
+    weight, bias = layer.weight, layer.bias  # float32: made with the default dtype
+    x = torch.randn(2, 4, generator=gen)
+    shown = call("Linear(4, 3)", ("x", x))
+    expect_global_state_kept(lambda: layer(x), shown,  # one float32 matmul of 4 terms: ~1e-7 relative
+                             lambda out: expect_close(out, x @ weight + bias, call=shown, rtol=1e-5, atol=1e-6))
+    with torch.random.fork_rng():  # a global state of this test's own, so that any change to it shows
+        torch.manual_seed(int(torch.randint(0, 2**31, (), generator=gen)))
+        before = torch.get_rng_state()
+        modules.Linear(4, 3, generator=gen)
+        after = torch.get_rng_state()
+    expect(torch.equal(after, before),
+           f"{shown} moved torch's global random generator although a generator was given: draw with "
+           "torch.randn(..., generator=generator)", mistake="global_rng_used")
+
+
+def test_batchnorm1d_leaves_grad_mode_and_default_dtype_as_found(modules, gen):
+    shown = call("BatchNorm1d", dim=3)
+    expect_global_state_kept(lambda: modules.BatchNorm1d(3), shown,
+                             lambda bn: expect(bool((expect_tensor(bn.gamma, f"{shown}.gamma", shape=(3,)) == 1).all()),
+                                               f"{shown}.gamma is not all ones"))
+    with float64_default():
+        bn = modules.BatchNorm1d(3)
+    x = draw(gen, 8, 3)
+    shown = call("BatchNorm1d(3)", ("x", x))
+    expect_global_state_kept(lambda: bn(x), shown,
+                             lambda out: expect_close(out, F.batch_norm(x, None, None, training=True), call=shown,
+                                                      what="returned", **TOL))
+
+
+def test_tanh_leaves_grad_mode_and_default_dtype_as_found(modules, gen):
+    layer = modules.Tanh()
+    x = 3 * torch.randn(4, 3, generator=gen, dtype=F64)
+    shown = call("Tanh()", ("x", x))
+    expect_global_state_kept(lambda: layer(x), shown,
+                             lambda out: expect_close(out, torch.tanh(x), call=shown, what="returned", **TOL))

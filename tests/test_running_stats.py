@@ -7,39 +7,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import (Suspect, call, expect, expect_close, expect_new_tensor, expect_no_shortcut_source,
-                          expect_tensor, fail, fmt, inputs_unchanged, safe_repr, shortcuts_blocked)
+from kata.testing import (F64_TOL as TOL, Suspect, call, expect, expect_close, expect_global_state_kept,
+                          expect_new_tensor, expect_no_shortcut_source, expect_tensor, fail, fmt, inputs_unchanged,
+                          safe_repr, type_name)
 
 pytestmark = pytest.mark.running_stats
 
-TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
 F64 = dict(dtype=torch.float64)
-WHY_NO_SHORTCUT = "normalise with tensor ops: gamma * (x - running_mean) / torch.sqrt(running_var + eps) + beta"
-SHORTCUTS = ("batch_norm", "nn.BatchNorm1d", "functional.normalize", "layer_norm", "instance_norm")
 
 
 @pytest.fixture(scope="module")
-def topic(impl):
+def learner(impl):
+    """The learner's running_stats module (torch's batch norm refuses to run while its code does)."""
     return impl.load("running_stats")
-
-
-class Learner:
-    """The learner's functions, each run with torch's batch norm switched off (aliases included)."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def __getattr__(self, name):
-        def run(*args, **kwargs):
-            targets = [(F, "batch_norm"), (torch, "batch_norm"), (torch.nn.BatchNorm1d, "forward")]
-            with shortcuts_blocked("running_stats", targets, WHY_NO_SHORTCUT):
-                return getattr(self.module, name)(*args, **kwargs)
-        return run
-
-
-@pytest.fixture
-def learner(topic):
-    return Learner(topic)
 
 
 # ---------------------------------------------------------------- ema_update
@@ -248,14 +228,26 @@ def test_batchnorm_eval_computes_without_torch_batch_norm(learner, impl, gen):
                  ("beta", beta))
     expect_close(learner.batchnorm_eval(x, rm, rv, gamma, beta), expected, call=shown, what="returned",
                  **TOL)  # runs with torch's batch norm switched off
-    expect_no_shortcut_source(impl.file("running_stats"), SHORTCUTS, "running_stats", WHY_NO_SHORTCUT)
+    expect_no_shortcut_source(impl, "running_stats")
+
+
+def test_batchnorm_eval_default_eps_is_1e_5(learner, gen):
+    x, rm, _, gamma, beta = draw_eval(gen, 6, 5)
+    rv = 1e-5 * (1 + torch.rand(5, generator=gen, **F64))  # running variances ~1e-5: eps's value shows
+    expected = F.batch_norm(x, rm, rv, gamma, beta, training=False, eps=1e-5)
+    shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
+                 ("beta", beta))
+    wrong = [Suspect("wrong_default_eps", gamma * (x - rm) / torch.sqrt(rv + e) + beta,
+                     f"that is eps={e}: the default is torch's eps=1e-5") for e in (1e-3, 1e-8, 0.0)]
+    expect_close(learner.batchnorm_eval(x, rm, rv, gamma, beta), expected, call=shown, what="returned",
+                 suspects=wrong, **TOL, why="without an eps argument, eps is 1e-5, as in training")
 
 
 # ---------------------------------------------------------------- calibrate
 def expect_pair(out, shown, c, n):
     """calibrate returns a tuple of two real tensors of shape (C,)."""
     expect(isinstance(out, tuple) and len(out) == 2,
-           f"{shown} returned {type(out).__name__} {safe_repr(out)}, expected a tuple (mean, var)")
+           f"{shown} returned {type_name(out)} {safe_repr(out)}, expected a tuple (mean, var)")
     for name, t in zip(("mean", "var"), out):
         if isinstance(t, torch.Tensor) and tuple(t.shape) == (n,) and n != c:
             fail(f"{shown} returned {name} of shape ({n},), expected ({c},): reduce over dim 0 (the examples), "
@@ -351,3 +343,31 @@ def test_calibrate_agrees_with_a_long_ema_of_batch_statistics(learner, gen):
            f"{rounded[0]} vs EMA {rounded[1]}, calibrated var {rounded[2]} vs EMA {rounded[3]}; "
            "they should agree within 6 standard errors of the EMA (the lecture: calibrating after training or "
            "keeping an EMA during training give almost the same loss)")
+
+
+def test_ema_update_leaves_grad_mode_and_default_dtype_as_found(learner, gen):
+    running, batch = draw_stats(gen, 4)
+    shown = call("ema_update", ("running", running), ("batch_stat", batch))
+    expected = 0.999 * running + 0.001 * batch
+    expect_global_state_kept(lambda: learner.ema_update(running, batch), shown,
+                             lambda out: expect_close(out, expected, call=shown, what="returned", **TOL))
+
+
+def test_batchnorm_eval_leaves_grad_mode_and_default_dtype_as_found(learner, gen):
+    x, rm, rv, gamma, beta = draw_eval(gen, 6, 3)
+    shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
+                 ("beta", beta))
+    expected = F.batch_norm(x, rm, rv, gamma, beta, training=False)
+    expect_global_state_kept(lambda: learner.batchnorm_eval(x, rm, rv, gamma, beta), shown,
+                             lambda out: expect_close(out, expected, call=shown, what="returned", **TOL))
+
+
+def test_calibrate_leaves_grad_mode_and_default_dtype_as_found(learner, gen):
+    x = draw_preacts(gen, 30, 4)
+    shown = call("calibrate", ("preacts", x))
+
+    def check(out):
+        mean, var = expect_pair(out, shown, 4, 30)
+        expect_close(mean, x.mean(0), call=shown, what="returned mean", **TOL)
+        expect_close(var, x.var(0), call=shown, what="returned var", **TOL)
+    expect_global_state_kept(lambda: learner.calibrate(x), shown, check)

@@ -6,12 +6,10 @@ import math
 import pytest
 import torch
 
-from kata.testing import (Suspect, call, expect, expect_close, expect_new_tensor, expect_tensor,
-                          inputs_unchanged, safe_repr)
+from kata.testing import (F64_TOL as TOL, Suspect, call, expect, expect_close, expect_global_state_kept,
+                          expect_new_tensor, expect_tensor, inputs_unchanged, safe_repr, type_name)
 
 pytestmark = pytest.mark.saturation
-
-TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +24,8 @@ def tanh_layer(gen, n, c, spread):
 
 
 def expect_python_float(out, shown):
-    expect(type(out) is float,
-           f"{shown} returned {type(out).__name__} {safe_repr(out)}, expected a Python float: end with .item(), "
+    expect(isinstance(out, float),
+           f"{shown} returned {type_name(out)} {safe_repr(out)}, expected a Python float: end with .item(), "
            "as the lecture does when it prints the saturated share", mistake="returns_tensor")
     return out
 
@@ -106,6 +104,31 @@ def test_saturation_fraction_of_gaussian_preactivations_matches_the_tail_probabi
            f"5.18 give 0.61 saturated")
 
 
+def band_layer(gen, n, c):
+    """|h| spread over (0.95, 1): values beyond 0.99 and values between 0.97 and 0.99, both signs."""
+    mag = 0.95 + 0.0499 * torch.rand(n, c, generator=gen, dtype=torch.float64)
+    return torch.where(torch.rand(n, c, generator=gen) < 0.5, -mag, mag)
+
+
+def test_saturation_fraction_default_threshold_is_0_99(topic, gen):
+    h = band_layer(gen, 30, 20)
+    shown = call("saturation_fraction", ("h", h))
+    out = expect_python_float(topic.saturation_fraction(h), shown)
+    wrong = [Suspect("wrong_default_threshold", (h.abs() > t).double().mean().item(),
+                     f"that is the fraction beyond {t}: the default threshold is 0.99, the lecture's saturation test")
+             for t in (0.97, 0.9, 0.999)]
+    expect_close(out, (h.abs() > 0.99).double().mean().item(), call=shown, suspects=[*wrong, *fraction_suspects(h, 0.99)],
+                 why="without a threshold argument, saturated means |h| > 0.99", **TOL)
+
+
+def test_saturation_fraction_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    h = tanh_layer(gen, 8, 5, 2.0)
+    shown = call("saturation_fraction", ("h", h))
+    expected = (h.abs() > 0.99).double().mean().item()
+    expect_global_state_kept(lambda: topic.saturation_fraction(h), shown,
+                             lambda out: expect_close(expect_python_float(out, shown), expected, call=shown, **TOL))
+
+
 # ---------------------------------------------------------------- dead_neurons
 def dead_layer(gen, n, c, t):
     """h (n, c) with known dead columns: some saturated on both sides, some nearly dead (one row
@@ -167,6 +190,27 @@ def test_dead_neurons_leaves_h_unchanged(topic, gen):
     expect_close(out, (h.abs() > 0.99).all(dim=0), call=shown, rtol=0, atol=0)
 
 
+def test_dead_neurons_default_threshold_is_0_99(topic, gen):
+    h = band_layer(gen, 16, 12)
+    h[:, :4] = 0.991 + 0.008 * torch.rand(16, 4, generator=gen, dtype=torch.float64)  # dead at 0.99
+    h[:, 4:8] = 0.975 + 0.01 * torch.rand(16, 4, generator=gen, dtype=torch.float64)  # dead at 0.97 only
+    shown = call("dead_neurons", ("h", h))
+    out = expect_tensor(topic.dead_neurons(h), shown, shape=(12,), dtype=torch.bool)
+    wrong = [Suspect("wrong_default_threshold", (h.abs() > t).all(dim=0),
+                     f"those are the columns beyond {t} in every row: the default threshold is 0.99")
+             for t in (0.97, 0.9)]
+    expect_close(out, (h.abs() > 0.99).all(dim=0), call=shown, suspects=[*wrong, *dead_suspects(h, 0.99)],
+                 rtol=0, atol=0, why="without a threshold argument, a neuron is dead when |h| > 0.99 in every row")
+
+
+def test_dead_neurons_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    h = dead_layer(gen, 8, 6, 0.99)
+    shown = call("dead_neurons", ("h", h))
+    expect_global_state_kept(lambda: topic.dead_neurons(h), shown,
+                             lambda out: expect_close(expect_tensor(out, shown, shape=(6,), dtype=torch.bool),
+                                                      (h.abs() > 0.99).all(dim=0), call=shown, rtol=0, atol=0))
+
+
 # ---------------------------------------------------------------- tanh_backward
 def backward_suspects(h, grad_out):
     return (
@@ -192,7 +236,7 @@ def test_tanh_backward_matches_autograd_of_torch_tanh(topic, gen, case):
     x = ([0.5, 2.0, 5.18][case] * torch.randn(n, c, generator=gen, dtype=torch.float64)).requires_grad_()
     grad_out = torch.randn(n, c, generator=gen, dtype=torch.float64)  # not all-ones: that would hide a missing factor
     h = torch.tanh(x)
-    h.backward(grad_out)
+    (h * grad_out).sum().backward()  # the same as h.backward(grad_out), without importing torch.fx's sympy
     h = h.detach()
     shown = call("tanh_backward", ("h", h), ("grad_out", grad_out))
     expect_close(topic.tanh_backward(h, grad_out), x.grad, call=shown, what="returned",
@@ -230,3 +274,11 @@ def test_tanh_backward_returns_a_new_tensor_and_leaves_inputs_unchanged(topic, g
         out = topic.tanh_backward(h, grad_out)
     expect_close(out, (1 - h**2) * grad_out, call=shown, what="returned", **TOL)
     expect_new_tensor(out, shown, h=h, grad_out=grad_out)
+
+
+def test_tanh_backward_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    h = tanh_layer(gen, 5, 4, 2.0)
+    grad_out = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    shown = call("tanh_backward", ("h", h), ("grad_out", grad_out))
+    expect_global_state_kept(lambda: topic.tanh_backward(h, grad_out), shown,
+                             lambda out: expect_close(out, (1 - h**2) * grad_out, call=shown, what="returned", **TOL))

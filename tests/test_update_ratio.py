@@ -6,11 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import Suspect, call, expect, expect_close, expect_float, fmt, inputs_unchanged, safe_repr
+from kata.testing import (F64_TOL as TOL, Suspect, call, expect, expect_close, expect_float, expect_global_state_kept,
+                          fmt, inputs_unchanged, safe_repr, type_name)
 
 pytestmark = pytest.mark.update_ratio
-
-TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +134,7 @@ def show(values):
 
 def expect_ratio_list(out, params, lr, shown):
     """out must be the lecture's list: one float per p with p.ndim == 2, in order; near misses are named."""
-    expect(type(out) is list, f"{shown} returned {type(out).__name__}, expected a list of floats")
+    expect(type(out) is list, f"{shown} returned {type_name(out)}, expected a list of floats")
     for value in out:
         expect_float(value, f"{shown} element")
 
@@ -209,3 +208,18 @@ def test_update_ratios_changes_neither_parameters_nor_gradients(topic, gen):
            f"{shown} replaced or cleared p.grad: measuring the update must not zero the gradients (the "
            "training loop does that before the next backward)", mistake="in_place")
     expect_ratio_list(out, params, 0.1, shown)
+
+
+def test_update_to_data_ratio_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    param, grad = weight_and_grad(gen, 6, 5)
+    shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.1)
+    expected = lecture_ratio(param, grad, 0.1)
+    expect_global_state_kept(lambda: topic.update_to_data_ratio(param, grad, 0.1), shown,
+                             lambda out: expect_close(out, expected, call=shown, **TOL))
+
+
+def test_update_ratios_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    params = with_grads(gen, [(6, 5), (5,)])
+    shown = "update_ratios([W (6, 5), b (5,)], lr=0.1)"
+    expect_global_state_kept(lambda: topic.update_ratios(params, 0.1), shown,
+                             lambda out: expect_ratio_list(out, params, 0.1, shown))

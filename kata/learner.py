@@ -1,0 +1,492 @@
+"""The learner process: the only process that imports and runs learner code.
+
+It serves requests from the test process (kata/remote.py) over two pipes, one message at a time:
+
+    load      import a topic's module; say which public names are functions and classes
+    call      call a module function, a class, a learner object or one of its methods, or a probe
+              (kata/probes.py), with the caller's grad mode, default dtype and global RNG state
+    getattr / setattr    an attribute of a learner object
+    release   forget learner objects the test process no longer holds
+
+Whatever learner code returns goes back as plain data (kata/wire.py); anything else stays here
+and goes back as a handle. Whatever it raises, including SystemExit, KeyboardInterrupt and
+pytest's skip and exit, goes back as an error that says what happened. While a call runs, torch's
+ready-made versions of what the topic teaches raise instead of computing (kata/topics.py says
+which, for each topic), and a call of one of them is reported even if learner code catches it.
+
+A callable of the test's (a model for split_loss) arrives as a proxy: calling it sends the call
+back to the test process and waits, serving any request that comes meanwhile.
+
+    python -m kata.learner FD_IN FD_OUT [BUNDLE]     (started by kata/remote.py)
+"""
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import sys
+import traceback
+import types
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from kata import topics, wire
+from kata.loader import Implementation, LearnerImportError
+
+_BUILTIN_ERRORS = {c.__name__: c for c in (
+    ArithmeticError, AssertionError, AttributeError, EOFError, ImportError, IndexError, KeyError, LookupError,
+    MemoryError, ModuleNotFoundError, NameError, NotImplementedError, OSError, OverflowError, RecursionError,
+    RuntimeError, StopIteration, TypeError, ValueError, ZeroDivisionError)}
+
+
+class Server:
+    def __init__(self, channel: wire.Channel, bundle: dict | None = None):
+        self.channel = channel
+        self.bundle = bundle or {}      # notebook objects: {topic: {name: object}}
+        self.impls: dict[str, Implementation] = {}
+        self.modules: dict[tuple, types.ModuleType] = {}
+        self.objects: dict[int, object] = {}   # handle id -> learner object
+        self.handle_of: dict[int, int] = {}    # id(object) -> handle id, so one object has one handle
+        self.next_handle = 1
+        self.origin: dict[str, tuple] = {}     # module name -> (impl, topic) of the learner modules loaded
+        self.topic_of: dict[int, str] = {}     # handle id -> the topic of the call that made the object
+        self.topic: str | None = None          # the topic of the call running now
+        self.kept = None  # the last reply's values, alive until the next reply (their ids stay unique)
+
+    # ------------------------------------------------------------ the loop
+    def serve(self) -> None:
+        while True:
+            try:
+                header, blobs = self.channel.recv()
+            except EOFError:
+                return
+            self.handle(header, blobs)
+
+    def handle(self, header: dict, blobs) -> None:
+        op = header.get("op")
+        for hid in header.get("release", []):
+            obj = self.objects.pop(hid, None)
+            self.handle_of.pop(id(obj), None)
+            self.topic_of.pop(hid, None)
+        if op == "load":
+            self.reply(self.load(header))
+        elif op in ("call", "getattr", "setattr"):
+            self.reply(*self.run(op, header, blobs))
+        elif op == "ping":
+            self.reply({"ok": None})
+        else:
+            self.reply({"error": {"type": "ValueError", "message": f"unknown request {op!r}"}})
+
+    def reply(self, header: dict, encoder: wire.Encoder | None = None) -> None:
+        encoder = encoder or wire.Encoder(self.as_handle)
+        self.channel.send(*wire.message(header, encoder))
+
+    # ------------------------------------------------------------ modules
+    def module(self, impl: str, topic: str):
+        key = (impl, topic)
+        if key not in self.modules:
+            if impl.startswith("bundle:"):
+                self.modules[key] = self.bundle_module(topic)
+            else:
+                if impl not in self.impls:
+                    self.impls[impl] = Implementation(impl)
+                self.modules[key] = self.impls[impl].load(topic)
+            self.origin[self.modules[key].__name__] = key
+        return self.modules[key]
+
+    def bundle_module(self, topic: str):
+        module = types.ModuleType(f"notebook_{topic}")
+        for name, obj in self.bundle.get(topic, {}).items():
+            setattr(module, name, obj)
+        return module
+
+    def load(self, header: dict) -> dict:
+        try:
+            module = self.module(header["impl"], header["topic"])
+        except LearnerImportError as e:
+            return {"error": {"type": "LearnerImportError", "message": str(e)}}
+        except BaseException as e:  # noqa: BLE001 - anything else while importing learner code
+            return {"error": describe(e, "importing")}
+        names = {}
+        for name, value in vars(module).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(value, type):
+                names[name] = "class"
+            elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType)) or callable(value):
+                names[name] = "function"
+        return {"ok": names}
+
+    # ------------------------------------------------------------ calls
+    def resolve(self, ref: wire.Ref):
+        if ref.kind == "handle":
+            if ref.id not in self.objects:
+                raise wire.WireError(f"no learner object {ref.id}")
+            return self.objects[ref.id]
+        if ref.kind == "callback":
+            return Callback(self, ref.id, ref.info.get("name", "callback"))
+        if ref.kind == "remote":
+            return getattr(self.module(ref.info["impl"], ref.info["topic"]), ref.info["name"])
+        raise wire.WireError(f"a {ref.kind} reference cannot be sent to the learner process")
+
+    def target(self, header: dict):
+        """The callable (or object, for getattr/setattr) a request names, and its topic."""
+        spec = header.get("target") or {}
+        if "probe" in spec:
+            from kata import probes
+            return getattr(probes, spec["probe"]), spec.get("topic")
+        if "handle" in spec:
+            obj = self.objects[spec["handle"]]
+            origin = self.origin.get(getattr(type(obj), "__module__", None))
+            topic = origin[1] if origin else self.topic_of.get(spec["handle"])
+            return (getattr(obj, spec["method"]) if spec.get("method") else obj), topic
+        module = self.module(spec["impl"], spec["topic"])
+        return getattr(module, spec["name"]), spec["topic"]
+
+    def run(self, op: str, header: dict, blobs):
+        generators: dict[int, torch.Generator] = {}
+        decoder = wire.Decoder(blobs, self.resolve, generator=lambda k, state: _generator(generators, k, state))
+        try:
+            args = decoder.decode(header.get("args", []))
+            kwargs = decoder.decode(header.get("kwargs", {"$": "dict", "v": []}))
+            target, topic = self.target(header)
+        except Exception as e:  # noqa: BLE001 - a malformed request or a missing name
+            return {"error": describe(e, "preparing the call")}, None
+        self.topic = topic
+        before = [(t, _view(src, t), t.grad if t.is_leaf else None) for t, src in zip(decoder.tensors, decoder.sources)]
+        lists = [(lst, list(lst)) for lst in decoder.lists]
+        record: dict = {"shortcut": None}
+        result: dict = {}
+        value = None
+        try:
+            rng_before = enter_state(header.get("state", {}), blobs)
+            with shortcuts_blocked(topic, record):
+                if op == "call":
+                    value = target(*args, **kwargs)
+                elif op == "getattr":
+                    value = getattr(target, header["name"])
+                else:
+                    setattr(target, header["name"], args[0])
+        except BaseException as e:  # noqa: BLE001 - learner code is untrusted: exits and skips included
+            result["error"] = describe(e, "calling")
+        after = leave_state(rng_before if "rng_before" in locals() else None)
+        encoder = wire.Encoder(self.as_handle, tensor_meta=_meta(decoder.tensors))
+        if "error" not in result:
+            try:
+                result["ok"] = encoder.encode(value)
+            except wire.WireError as e:
+                result = {"error": {"type": "TypeError", "base": "TypeError",
+                                    "message": f"the value returned cannot be sent back: {e}"}}
+        rng = after.pop("rng", None)
+        if rng is not None:
+            encoder.blobs.append(rng)
+            after["rng"] = len(encoder.blobs) - 1
+        result["state"] = after
+        if record["shortcut"]:
+            result["shortcut"] = record["shortcut"]
+        result["mut"] = _mutations(before, encoder)
+        result["lists"] = [[k, encoder.encode(lst)] for k, (lst, items) in enumerate(lists)
+                           if len(lst) != len(items) or any(a is not b for a, b in zip(lst, items))]
+        result["gens"] = []
+        for k, g in generators.items():
+            encoder.blobs.append(wire.tensor_bytes(g.get_state()))
+            result["gens"].append([k, len(encoder.blobs) - 1])
+        self.kept = (value, args, kwargs)  # alive until the next reply: the ids sent stay unique
+        return result, encoder
+
+    def as_handle(self, value) -> wire.Ref:
+        """Anything that is not plain data stays here; the test process gets a handle to it."""
+        if isinstance(value, float):
+            return float(value)  # numpy.float64 and other float subclasses cross as their value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, str):
+            return str(value)
+        if isinstance(value, Callback):
+            return wire.Ref("callback", value.id)
+        hid = self.handle_of.get(id(value))
+        if hid is None or self.objects.get(hid) is not value:
+            hid = self.next_handle
+            self.next_handle += 1
+            self.objects[hid] = value
+            self.handle_of[id(value)] = hid
+            self.topic_of[hid] = self.topic
+        kind = type(value)
+        impl, topic = self.origin.get(getattr(kind, "__module__", None)) or (None, self.topic_of[hid])
+        return wire.Ref("handle", hid, {
+            "type": kind.__name__, "qualname": f"{getattr(kind, '__module__', '')}.{kind.__qualname__}",
+            "impl": impl, "topic": topic, "repr": safe_repr(value), "methods": _methods(kind),
+            "callable": callable(value)})
+
+
+class Callback:
+    """A callable of the test process (the test's model for split_loss), called from learner code."""
+
+    def __init__(self, server: Server, id: int, name: str):
+        self.server, self.id, self.name = server, id, name
+
+    def __call__(self, *args, **kwargs):
+        server = self.server
+        encoder = wire.Encoder(server.as_handle, tensor_meta=lambda t: {"oid": id(t)})
+        header = {"op": "callback", "id": self.id, "args": encoder.encode(list(args)),
+                  "kwargs": encoder.encode(dict(kwargs)),
+                  "state": {"grad": torch.is_grad_enabled(), "dtype": _dtype_name(torch.get_default_dtype())}}
+        server.channel.send(*wire.message(header, encoder))
+        while True:  # the test process may call into us before it answers
+            reply, blobs = server.channel.recv()
+            if reply.get("op") == "return":
+                break
+            server.handle(reply, blobs)
+        if "error" in reply:
+            raise CallbackError(reply["error"])
+        return wire.Decoder(blobs, server.resolve).decode(reply.get("ok"))
+
+    def __repr__(self):
+        return f"<the test's {self.name}>"
+
+
+class CallbackError(Exception):
+    """The test's callable raised; its message says what."""
+
+
+def _generator(cache: dict, index: int, state: torch.Tensor) -> torch.Generator:
+    if index not in cache:
+        g = torch.Generator()
+        g.set_state(state)
+        cache[index] = g
+    return cache[index]
+
+
+def _meta(arg_tensors):
+    """For each tensor sent back: its id here (so the test can tell whether two reads are one
+    tensor) and, if it shares memory with an argument, which one (a view or the argument itself)."""
+    storages = {}
+    for k, t in enumerate(arg_tensors):
+        if t.numel():
+            storages.setdefault(t.untyped_storage().data_ptr(), k)
+
+    def meta(t):
+        out = {"oid": id(t)}
+        if t.numel() and t.device.type == "cpu" and t.layout == torch.strided:
+            alias = storages.get(t.untyped_storage().data_ptr())
+            if alias is not None:
+                out["alias"] = alias
+        return out
+    return meta
+
+
+def _mutations(before, encoder: wire.Encoder) -> list:
+    """[k, data, grad] for each argument tensor (k in the order sent) that learner code changed in
+    place: data is the tensor's new value or None, grad {"v": new .grad or None} or None."""
+    out = []
+    for k, (t, original, grad) in enumerate(before):
+        grad_now = t.grad if t.is_leaf else None
+        new_data = t.shape != original.shape or t.dtype != original.dtype or not _equal(t, original)
+        new_grad = grad_now is not grad
+        if new_data or new_grad:
+            out.append([k, encoder.encode(t.detach()) if new_data else None,
+                        {"v": None if grad_now is None else encoder.encode(grad_now.detach())} if new_grad else None])
+    return out
+
+
+def _view(blob, t: torch.Tensor) -> torch.Tensor:
+    """The tensor as it arrived: a view of the message's bytes (the learner got a copy of them)."""
+    if t.numel() == 0:
+        return torch.empty(t.shape, dtype=t.dtype)
+    return torch.frombuffer(blob, dtype=torch.uint8).view(t.dtype).reshape(t.shape)
+
+
+def _equal(t: torch.Tensor, original: torch.Tensor) -> bool:
+    """Unchanged, bit for bit where it matters: NaN where there was NaN counts as unchanged."""
+    t = t.detach()
+    if torch.equal(t, original):
+        return True
+    if t.is_floating_point() or t.is_complex():
+        return bool(torch.equal(t.isnan(), original.isnan())) and torch.equal(t.nan_to_num(), original.nan_to_num())
+    return False
+
+
+def _methods(kind) -> list[str]:
+    """Names that are functions on the class: a handle calls them without asking first."""
+    names = set()
+    for klass in getattr(kind, "__mro__", ()):
+        if klass is object or klass.__module__.startswith("torch"):
+            continue
+        names.update(n for n, v in vars(klass).items() if isinstance(v, types.FunctionType))
+    if issubclass(kind, torch.nn.Module):
+        names.update(("parameters", "train", "eval"))
+    return sorted(names)
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# ---------------------------------------------------------------- global state
+def enter_state(state: dict, blobs):
+    """Set the caller's grad mode, default dtype and global RNG state; return the RNG state set."""
+    torch.set_grad_enabled(bool(state.get("grad", True)))
+    dtype = wire.DTYPES.get(state.get("dtype"), torch.float32)
+    if dtype.is_floating_point and dtype != torch.bfloat16:
+        torch.set_default_dtype(dtype)
+    rng = state.get("rng")
+    if type(rng) is int and 0 <= rng < len(blobs):  # sent only when it changed since the last call
+        torch.set_rng_state(wire.tensor_from(blobs[rng], "uint8", [len(blobs[rng])]))
+    return torch.get_rng_state()
+
+
+def leave_state(rng_before) -> dict:
+    """What the call left behind: grad mode, default dtype, and the RNG state if it moved."""
+    after = {"grad": torch.is_grad_enabled(), "dtype": _dtype_name(torch.get_default_dtype())}
+    if rng_before is not None:
+        now = torch.get_rng_state()
+        if not torch.equal(now, rng_before):
+            after["rng"] = wire.tensor_bytes(now)
+    torch.set_grad_enabled(True)
+    return after
+
+
+# ---------------------------------------------------------------- shortcuts
+@contextmanager
+def shortcuts_blocked(topic: str | None, record: dict):
+    """While a call of `topic`'s code runs, the ready-made versions of what it teaches raise."""
+    rule = topics.shortcut_rule(topic) if topic in topics.NAMES else None
+    if rule is None:
+        yield
+        return
+    saved = [(owner, attr, getattr(owner, attr)) for owner, attr in _targets(rule)]
+
+    def blocked(name):
+        def refuse(*args, **kwargs):
+            record["shortcut"] = record["shortcut"] or name
+            raise ShortcutError(f"your {topic} code called {name}: {rule.message(topic)}")
+        return refuse
+
+    try:
+        for owner, attr, _ in saved:
+            setattr(owner, attr, blocked(f"{getattr(owner, '__name__', '')}.{attr}".lstrip(".")))
+        yield
+    finally:
+        for owner, attr, original in saved:
+            setattr(owner, attr, original)
+
+
+_TARGETS: dict = {}
+
+
+def _targets(rule) -> list:
+    """(owner, attribute) for each of the rule's runtime names, resolved once."""
+    if rule not in _TARGETS:
+        _TARGETS[rule] = [(_resolve(owner), attr) for owner, _, attr in (d.rpartition(".") for d in rule.runtime)]
+    return _TARGETS[rule]
+
+
+def _resolve(dotted: str):
+    """torch.nn.functional -> the module; torch.nn.BatchNorm1d -> the class."""
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for part in parts[1:]:
+        obj = getattr(obj, part)
+    return obj
+
+
+class ShortcutError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------- errors
+def describe(e: BaseException, doing: str) -> dict:
+    """An exception as plain data: its type, the builtin type the test process raises, its
+    message, and the frames of learner code it passed through."""
+    kind = type(e)
+    base = next((c.__name__ for c in kind.__mro__ if c.__name__ in _BUILTIN_ERRORS
+                 and _BUILTIN_ERRORS[c.__name__] is c), None)
+    out = {"type": f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."),
+           "base": base, "message": safe_str(e)[:2000], "frames": _frames(e)}
+    if isinstance(e, ShortcutError):
+        out["mistake"] = "shortcut"
+    if isinstance(e, SystemExit):
+        out["escape"] = f"called sys.exit({safe_repr(e.code, 40)})" if e.code is not None else "called sys.exit()"
+    elif isinstance(e, KeyboardInterrupt):
+        out["escape"] = "raised KeyboardInterrupt"
+    elif isinstance(e, GeneratorExit):
+        out["escape"] = "raised GeneratorExit"
+    elif not isinstance(e, Exception):  # pytest.skip, pytest.exit, pytest.fail: BaseException subclasses
+        what = {"Skipped": "called pytest.skip()", "Exit": "called pytest.exit()", "Failed": "called pytest.fail()",
+                "XFailed": "called pytest.xfail()"}.get(kind.__name__, f"raised {kind.__name__}")
+        out["escape"] = what
+    return out
+
+
+def _frames(e: BaseException) -> list[list]:
+    """(file, line, function, source line) for frames outside the kata and the libraries."""
+    kata = str(Path(__file__).resolve().parent)
+    frames = []
+    for frame in traceback.extract_tb(e.__traceback__):
+        name = frame.filename
+        if name.startswith(kata) or "site-packages" in name or name.startswith("<frozen"):
+            continue
+        frames.append([name, frame.lineno, frame.name, (frame.line or "").strip()[:200]])
+    return frames[-8:]
+
+
+def safe_str(e) -> str:
+    try:
+        return str(e)
+    except BaseException:  # noqa: BLE001 - a learner's __str__ is untrusted too
+        return f"<{type(e).__name__}>"
+
+
+def safe_repr(obj, limit: int = 120) -> str:
+    try:
+        text = repr(obj)
+    except BaseException:  # noqa: BLE001
+        text = f"<{type(obj).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------- entry points
+def prepare() -> None:
+    """Settings of the learner process: one torch thread (the calls are small), and no write of
+    bytecode beside the learner's files."""
+    torch.set_num_threads(1)
+    sys.dont_write_bytecode = True
+
+
+def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle: dict | None = None) -> None:
+    """Body of a forked learner process; never returns."""
+    code = 0
+    try:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        sys.stdin = open(os.devnull)  # noqa: SIM115 - the process ends with os._exit
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = os.fdopen(2, "w", buffering=1)
+        prepare()
+        Server(wire.Channel(fd_in, fd_out), bundle).serve()
+    except BaseException:  # noqa: BLE001 - report and leave; the test process sees the pipe close
+        code = 70
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def main(argv) -> int:
+    fd_in, fd_out = int(argv[0]), int(argv[1])
+    bundle = None
+    if len(argv) > 2:
+        import cloudpickle  # the notebook's own functions and classes, pickled by the notebook
+        with open(argv[2], "rb") as f:
+            bundle = cloudpickle.load(f)
+    prepare()
+    gc.freeze()
+    Server(wire.Channel(fd_in, fd_out), bundle).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,697 @@
+"""The test side of the process boundary: the one place that knows there is another process.
+
+Learner code runs in a learner process (kata/learner.py). The tests hold proxies:
+
+    impl = Remote("solutions")              # an implementation folder, or a notebook bundle
+    bn = impl.load("batchnorm")             # a RemoteModule: its functions and classes
+    out = bn.batchnorm_forward(x, g, b)     # the call runs there; `out` is a tensor here
+    layer = impl.load("modules").Linear(3, 4)   # a Handle: the object stays there
+    layer.weight                            # a copy of its weight, as data
+    layer.training = False                  # set there
+    probe("assign", layer, "weight", w)     # copy values into its tensor in place (kata/probes.py)
+
+Each call carries torch's grad mode, default dtype and global RNG state, and the state of every
+torch.Generator passed; what the call left of them comes back and is set here, as if the call had
+run in this process. Argument tensors (and lists) that learner code changed in place are changed
+here the same way, so "inputs unchanged" tests see what happened. A result that is an argument,
+or a view of one, is marked so (`shares_memory_with`), and each tensor read from the learner side
+carries its id there (`same_object`).
+
+A call that does not return within the time limit kills the learner process, which is started
+again for the next call; that function's later calls fail at once. A call that ends the process
+(os._exit, a crash) fails the same way. Replies are decoded by kata/wire.py, which builds plain
+data only.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kata import wire
+from kata.failure import KataFailure, Kind, LearnerProcessFailure
+
+CALL_TIMEOUT = 5.0  # seconds a learner call may take; our tests' calls take milliseconds
+_BUILTIN = {c.__name__: c for c in (
+    ArithmeticError, AssertionError, AttributeError, EOFError, ImportError, IndexError, KeyError, LookupError,
+    MemoryError, ModuleNotFoundError, NameError, NotImplementedError, OSError, OverflowError, RecursionError,
+    RuntimeError, StopIteration, TypeError, ValueError, ZeroDivisionError)}
+
+
+class LearnerError(Exception):
+    """Mixed into the exception raised here for one raised by learner code: it carries the
+    learner's exception type name and the frames of learner code it passed through."""
+
+    learner_type: str = ""
+    frames: tuple = ()
+
+
+_error_classes: dict[type, type] = {}
+
+
+def learner_exception(info: dict) -> BaseException:
+    """An exception of the builtin class the learner's exception derives from (ValueError for a
+    ValueError, RuntimeError for torch's errors), so tests can catch it as they would in-process."""
+    base = _BUILTIN.get(info.get("base")) or Exception
+    if base not in _error_classes:
+        _error_classes[base] = type(base.__name__, (base, LearnerError), {"__module__": "builtins"})
+    error = _error_classes[base](str(info.get("message", "")))
+    error.learner_type = str(info.get("type", base.__name__))
+    error.frames = tuple(tuple(f) for f in info.get("frames", []) if isinstance(f, list) and len(f) == 4)
+    return error
+
+
+# ---------------------------------------------------------------- the learner process
+class LearnerProcess:
+    """One learner process, started on first use and again after a timeout or a crash."""
+
+    def __init__(self, timeout: float = CALL_TIMEOUT, bundle: str | None = None):
+        self.timeout = timeout
+        self.bundle = bundle  # a cloudpickle file of notebook objects, or None
+        self.generation = 0
+        self.pid = None
+        self.popen = None
+        self.channel: wire.Channel | None = None
+        self.log = None
+        self.stopped: dict[str, str] = {}   # call key -> why its later calls are not run
+        self.names: dict[tuple, dict] = {}  # (generation, impl, topic) -> {name: kind}
+        self.release: list[int] = []        # handle ids the tests no longer hold
+        self.handles: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self.rng = None  # the global RNG state the learner process has, as bytes (None: unknown)
+        self.lock = threading.RLock()
+
+    # ------------------------------------------------------------ life
+    def start(self) -> None:
+        child_in, parent_out = os.pipe()    # test -> learner
+        parent_in, child_out = os.pipe()    # learner -> test
+        self.log = tempfile.TemporaryFile()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if can_fork():
+            pid = os.fork()
+            if pid == 0:  # the learner process: never returns into the test process's code
+                try:
+                    os.close(parent_out)
+                    os.close(parent_in)
+                    _die_with_parent()
+                    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
+                        signal.signal(sig, signal.SIG_DFL)
+                    bundle = _read_bundle(self.bundle) if self.bundle else None
+                finally:
+                    from kata import learner
+                    learner.run_forked(child_in, child_out, self.log.fileno(), bundle)
+            self.pid = pid
+        else:
+            command = [sys.executable, "-m", "kata.learner", str(child_in), str(child_out)]
+            if self.bundle:
+                command.append(self.bundle)
+            self.popen = subprocess.Popen(command, pass_fds=(child_in, child_out), stdin=subprocess.DEVNULL,
+                                          stdout=self.log, stderr=subprocess.STDOUT, close_fds=True)
+            self.pid = self.popen.pid
+        os.close(child_in)
+        os.close(child_out)
+        self.channel = wire.Channel(parent_in, parent_out)
+        self.generation += 1
+        self.rng = None
+        _running.add(self)
+
+    def alive(self) -> bool:
+        return self.channel is not None
+
+    def stop(self) -> int | None:
+        """Kill the process (if it runs) and return its exit status as a shell shows it."""
+        if self.channel is None:
+            return None
+        for fd in (self.channel.fd_in, self.channel.fd_out):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.channel = None
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        status = self._reap()
+        _running.discard(self)
+        return status
+
+    def _reap(self) -> int | None:
+        try:
+            if self.popen is not None:
+                code = self.popen.wait(timeout=10)
+                return 128 - code if code < 0 else code
+            _, status = os.waitpid(self.pid, 0)
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        except (ChildProcessError, subprocess.TimeoutExpired):
+            return None
+
+    def log_tail(self, limit: int = 1200) -> str:
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read()[-limit:].decode("utf-8", "replace").strip()
+
+    # ------------------------------------------------------------ requests
+    def request(self, header: dict, encoder: wire.Encoder | None, key: str, what: str):
+        """Send one request and wait for its reply, serving the learner's callbacks meanwhile.
+        Returns (reply header, decoder); raises LearnerProcessFailure on a timeout or a crash."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        with self.lock:
+            if key in self.stopped:
+                raise LearnerProcessFailure(f"not run: {self.stopped[key]}", Kind.TIMEOUT
+                                            if "timed out" in self.stopped[key] else Kind.CRASH)
+            if not self.alive():
+                self.start()
+            encoder = encoder or wire.Encoder(self.other)
+            if self.release:
+                header["release"], self.release = self.release, []
+            try:
+                self.channel.send(*wire.message(header, encoder))
+                while True:
+                    deadline = time.monotonic() + self.timeout
+                    reply, blobs = self.channel.recv(lambda fd: _wait(fd, deadline))
+                    if reply.get("op") != "callback":
+                        break
+                    self.serve_callback(reply, blobs, encoder)
+            except _Deadline:
+                self.stop()
+                self.stopped[key] = f"{what} timed out in an earlier test (after {self.timeout:g} s)"
+                raise LearnerProcessFailure(
+                    f"{what} timed out after {self.timeout:g} s: the code is still running (an infinite loop, or a "
+                    "loop much longer than this exercise needs); the learner process was stopped and restarted",
+                    Kind.TIMEOUT) from None
+            except (EOFError, BrokenPipeError, OSError):
+                status = self.stop()
+                tail = self.log_tail()
+                how = _exit_words(status)
+                self.stopped[key] = f"{what} ended the learner process in an earlier test ({how})"
+                raise LearnerProcessFailure(
+                    f"{what} ended the learner process ({how}): os._exit(), a crash of the interpreter, or a signal. "
+                    "No test can catch that, so it counts as a failure" + (f"\nits last output:\n{tail}" if tail else ""),
+                    Kind.CRASH) from None
+            except wire.WireError as e:
+                self.stop()
+                raise LearnerProcessFailure(f"{what}: the learner process sent a malformed reply ({e})",
+                                            Kind.CRASH) from None
+            decoder = self.decoder(blobs)
+            decoder.on_tensor = _marker(encoder)
+            return reply, decoder, encoder
+
+    def serve_callback(self, header: dict, blobs, outer: wire.Encoder) -> None:
+        """Run a callable of the test's (registered in the outer request) for learner code."""
+        decoder = self.decoder(blobs)
+        encoder = wire.Encoder(self.other)
+        reply = {"op": "return"}
+        try:
+            fn = outer.callbacks[header["id"]]
+            args = decoder.decode(header.get("args", []))
+            kwargs = decoder.decode(header.get("kwargs", {"$": "dict", "v": []}))
+            state = header.get("state", {})
+            with torch.set_grad_enabled(bool(state.get("grad", True))), _default_dtype(state.get("dtype")):
+                reply["ok"] = encoder.encode(fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - the learner gets the test's exception as a message
+            reply = {"op": "return", "error": {"type": type(e).__name__, "message": str(e)[:500]}}
+            encoder = wire.Encoder(self.other)
+        self.channel.send(*wire.message(reply, encoder))
+
+    def decoder(self, blobs) -> wire.Decoder:
+        return wire.Decoder(blobs, self.ref)
+
+    def ref(self, ref: wire.Ref):
+        """What a reference from the learner side stands for here."""
+        if ref.kind != "handle":
+            raise wire.WireError(f"a {ref.kind} reference from the learner process")
+        handle = self.handles.get((self.generation, ref.id))
+        if handle is None:
+            handle = Handle(self, self.generation, ref.id, ref.info)
+            self.handles[(self.generation, ref.id)] = handle
+        return handle
+
+    def other(self, value):
+        """How a value that is not plain data goes to the learner side."""
+        if isinstance(value, Handle):
+            return value._ref()
+        if isinstance(value, RemoteFunction):
+            return wire.Ref("remote", 0, {"impl": value._module._impl, "topic": value._module._topic,
+                                          "name": value._name})
+        raise wire.WireError(f"a {type(value).__name__} cannot be sent to the learner process")
+
+    # ------------------------------------------------------------ the operations
+    def call(self, target: dict, args, kwargs, key: str, what: str):
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        encoder = _CallEncoder(self)
+        header = {"op": "call", "target": target, "args": encoder.encode(list(args)),
+                  "kwargs": encoder.encode(dict(kwargs)), "state": _state(encoder, self)}
+        return self._finish(*self.request(header, encoder, key, what), what)
+
+    def getattr(self, handle: "Handle", name: str):
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        encoder = _CallEncoder(self)
+        header = {"op": "getattr", "target": {"handle": handle._check()}, "name": name, "state": _state(encoder, self)}
+        what = f"reading {handle._info.get('type', 'object')}.{name}"
+        return self._finish(*self.request(header, encoder, f"{handle._key()}.{name}", what), what)
+
+    def setattr(self, handle: "Handle", name: str, value) -> None:
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        encoder = _CallEncoder(self)
+        header = {"op": "setattr", "target": {"handle": handle._check()}, "name": name,
+                  "args": encoder.encode([value]), "state": _state(encoder, self)}
+        what = f"setting {handle._info.get('type', 'object')}.{name}"
+        self._finish(*self.request(header, encoder, f"{handle._key()}.{name}=", what), what)
+
+    def load(self, impl: str, topic: str) -> dict:
+        """{name: 'function' | 'class'} of the topic's module, importing it if needed."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        cached = self.names.get((self.generation, impl, topic))
+        if cached is not None and self.alive():
+            return cached
+        reply, _, _ = self.request({"op": "load", "impl": impl, "topic": topic}, None, f"{impl}:{topic}:load",
+                                   f"importing {topic}")
+        if "error" in reply:
+            error = reply["error"]
+            raise KataFailure(error.get("message", "")) if error.get("type") == "LearnerImportError" \
+                else LearnerImportFailure(f"importing {topic}.py raised {error.get('type')}: {error.get('message')}",
+                                          error)
+        names = reply.get("ok") if isinstance(reply.get("ok"), dict) else {}
+        self.names[(self.generation, impl, topic)] = names
+        return names
+
+    def _finish(self, reply: dict, decoder: wire.Decoder, encoder: wire.Encoder, what: str):
+        """Apply what the call changed here, then return its value or raise its error."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        _apply_state(reply.get("state"), decoder, self)
+        _apply_mutations(reply, decoder, encoder)
+        error = reply.get("error")
+        if error is not None:
+            if error.get("escape"):
+                raise LearnerProcessFailure(
+                    f"the code under test {error['escape']} during {what}: leaving a test early is not passing it, "
+                    "so this counts as a failure", Kind.ESCAPE)
+            if error.get("mistake") == "shortcut":
+                raise KataFailure(error.get("message", ""), mistake="shortcut")
+            raise learner_exception(error)
+        if reply.get("shortcut"):
+            raise KataFailure(f"{what} called {reply['shortcut']}, and caught the error it raised: the topic asks you "
+                              "to write this computation yourself", mistake="shortcut")
+        return decoder.decode(reply.get("ok"))
+
+
+class LearnerImportFailure(KataFailure):
+    def __init__(self, message: str, info: dict):
+        super().__init__(message)
+        self.frames = info.get("frames", [])
+
+
+class _CallEncoder(wire.Encoder):
+    """The test side's encoder: handles go as references, generators with their state, and any
+    other callable (a model for split_loss) as a callback the learner side can call back."""
+
+    def __init__(self, proc: LearnerProcess):
+        super().__init__(self.other_value, generators=True)
+        self.proc = proc
+        self.callbacks: dict[int, object] = {}
+
+    def other_value(self, value):
+        if callable(value) and not isinstance(value, (Handle, RemoteFunction, type)):
+            self.callbacks[len(self.callbacks)] = value
+            return wire.Ref("callback", len(self.callbacks) - 1, {"name": getattr(value, "__name__", "forward")})
+        return self.proc.other(value)
+
+
+def _marker(encoder: wire.Encoder):
+    """Mark each tensor that comes back with its id in the learner process and, when it is (a view
+    of) an argument, with that argument."""
+    def mark(t: torch.Tensor, fields: dict) -> None:
+        if type(fields.get("oid")) is int:
+            t._kata_oid = fields["oid"]
+        alias = fields.get("alias")
+        if type(alias) is int and 0 <= alias < len(encoder.tensors):
+            t._kata_aliases = (encoder.tensors[alias],)
+    return mark
+
+
+def _state(encoder: wire.Encoder, proc: "LearnerProcess") -> dict:
+    """torch's global state, to be set in the learner process for the call. The global RNG's
+    state goes only when it differs from what the learner process last had."""
+    state = {"grad": torch.is_grad_enabled(), "dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
+    rng = wire.tensor_bytes(torch.get_rng_state())
+    if rng != proc.rng:
+        encoder.blobs.append(rng)
+        state["rng"] = len(encoder.blobs) - 1
+        proc.rng = rng
+    return state
+
+
+def _apply_state(state, decoder: wire.Decoder, proc: "LearnerProcess") -> None:
+    """Set here what the call left of torch's global state there."""
+    if not isinstance(state, dict):
+        return
+    torch.set_grad_enabled(state.get("grad") is not False)
+    dtype = wire.DTYPES.get(state.get("dtype"))
+    if dtype is not None and dtype.is_floating_point and dtype != torch.bfloat16:
+        torch.set_default_dtype(dtype)
+    rng = state.get("rng")
+    if type(rng) is int:
+        blob = decoder.blob(rng)
+        if len(blob) == torch.get_rng_state().numel():
+            torch.set_rng_state(wire.tensor_from(blob, "uint8", [len(blob)]))
+            proc.rng = bytes(blob)
+
+
+def _apply_mutations(reply: dict, decoder: wire.Decoder, encoder: wire.Encoder) -> None:
+    """Change the arguments here as learner code changed them there."""
+    for entry in reply.get("mut", []) if isinstance(reply.get("mut"), list) else []:
+        if not (isinstance(entry, list) and len(entry) == 3 and type(entry[0]) is int
+                and 0 <= entry[0] < len(encoder.tensors)):
+            raise wire.WireError("bad change report")
+        t = encoder.tensors[entry[0]]
+        if entry[1] is not None:
+            new = decoder.decode(entry[1])
+            with torch.no_grad():
+                if new.shape == t.shape and new.dtype == t.dtype:
+                    t.copy_(new)
+                else:
+                    t.data = new
+        if isinstance(entry[2], dict):
+            grad = decoder.decode(entry[2].get("v"))
+            if grad is None or (isinstance(grad, torch.Tensor) and grad.shape == t.shape):
+                t.grad = grad
+    for k, value in reply.get("lists", []) if isinstance(reply.get("lists"), list) else []:
+        if type(k) is int and 0 <= k < len(encoder.lists):
+            encoder.lists[k][:] = decoder.decode(value)
+    for k, blob in reply.get("gens", []) if isinstance(reply.get("gens"), list) else []:
+        if type(k) is int and 0 <= k < len(encoder.generators):
+            g = encoder.generators[k]
+            state = decoder.blob(blob)
+            if len(state) == g.get_state().numel():
+                g.set_state(wire.tensor_from(state, "uint8", [len(state)]))
+
+
+# ---------------------------------------------------------------- proxies
+class Remote:
+    """An implementation under test: a folder of topic files (exercises, solutions, a path), or
+    the notebook objects of a bundle. `load(topic)` gives that topic's RemoteModule."""
+
+    def __init__(self, impl, proc: LearnerProcess | None = None, label: str | None = None):
+        from kata.loader import resolve
+        self.sources: dict[str, str] = {}  # a bundle's source texts, by topic
+        if isinstance(impl, str) and impl.startswith("bundle:"):
+            self.path, self.key = None, impl
+            self.sources = _read_sources(Path(impl.removeprefix("bundle:")) / "sources.json")
+        else:
+            self.path = resolve(impl)
+            self.key = str(self.path)
+        self.label = label or str(impl or os.environ.get("KATA_IMPL") or "exercises")
+        self.proc = proc or shared_process()
+
+    def load(self, topic: str) -> "RemoteModule":
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        module = RemoteModule(self, topic)
+        self.proc.load(self.key, topic)  # an import error fails here, once, with the learner's message
+        return module
+
+    def file(self, topic: str):
+        return None if self.path is None else self.path / f"{topic}.py"
+
+    def source(self, topic: str) -> tuple[str | None, str]:
+        """The learner's source text of a topic and where it is from, for checks that read it
+        (with ast, never running it); (None, ...) when there is none to read."""
+        if self.path is None:
+            return self.sources.get(topic), f"the notebook's {topic} code"
+        file = self.file(topic)
+        try:
+            return file.read_text(encoding="utf-8"), file.name
+        except (OSError, UnicodeDecodeError):
+            return None, file.name
+
+
+class RemoteModule:
+    def __init__(self, remote: Remote, topic: str):
+        self._remote, self._impl, self._topic = remote, remote.key, topic
+
+    def __getattr__(self, name: str):
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        if name.startswith("__"):
+            raise AttributeError(name)
+        names = self._remote.proc.load(self._impl, self._topic)
+        if name not in names:
+            where = (f"the notebook defines no {name}: define {name} in a cell, or pass it to check()"
+                     if self._remote.path is None else f"{self._topic}.py has no {name}: the contract (CONTRACT.md) "
+                     "names it, so define it there")
+            raise KataFailure(where)
+        return RemoteFunction(self, name, names[name])
+
+    def __repr__(self):
+        return f"<learner module {self._topic} of {self._remote.label}>"
+
+
+class RemoteFunction:
+    """A learner function or class; calling it runs it in the learner process."""
+
+    def __init__(self, module: RemoteModule, name: str, kind: str):
+        self._module, self._name, self._kind = module, name, kind
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        m = self._module
+        target = {"impl": m._impl, "topic": m._topic, "name": self._name}
+        return m._remote.proc.call(target, args, kwargs, f"{m._impl}:{m._topic}.{self._name}", self._name)
+
+    @property
+    def __name__(self):
+        return self._name
+
+    def __repr__(self):
+        return f"<learner {self._kind} {self._module._topic}.{self._name}>"
+
+
+class Handle:
+    """A learner object that stays in the learner process. Reading an attribute copies it here
+    as data (or gives another Handle); setting one sets it there; calling it calls it there."""
+
+    __slots__ = ("_proc", "_generation", "_id", "_info", "__weakref__")
+
+    def __init__(self, proc: LearnerProcess, generation: int, id: int, info: dict):
+        object.__setattr__(self, "_proc", proc)
+        object.__setattr__(self, "_generation", generation)
+        object.__setattr__(self, "_id", id)
+        object.__setattr__(self, "_info", info)
+        weakref.finalize(self, _release, weakref.ref(proc), generation, id)
+
+    def _check(self) -> int:
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        if self._generation != self._proc.generation or not self._proc.alive() and self._generation:
+            raise LearnerProcessFailure(
+                f"not run: this {self.kata_type} was made in a learner process that was stopped since (after a "
+                "timeout or a crash), so it no longer exists", Kind.CRASH)
+        return self._id
+
+    def _ref(self) -> wire.Ref:
+        return wire.Ref("handle", self._check())
+
+    def _key(self) -> str:
+        return f"{self._info.get('impl')}:{self._info.get('qualname', self.kata_type)}"
+
+    @property
+    def kata_type(self) -> str:
+        """The learner object's type name (`Linear`, `float32`, ...)."""
+        return str(self._info.get("type", "object"))
+
+    def __getattr__(self, name: str):
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        if name in self._info.get("methods", ()):
+            return BoundMethod(self, name)
+        return self._proc.getattr(self, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        self._proc.setattr(self, name, value)
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        return self._proc.call({"handle": self._check()}, args, kwargs, f"{self._key()}.__call__",
+                               f"{self.kata_type}(...)")
+
+    def __repr__(self) -> str:
+        return str(self._info.get("repr") or f"<{self.kata_type} object>")
+
+
+class BoundMethod:
+    def __init__(self, handle: Handle, name: str):
+        self.handle, self.name = handle, name
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        h = self.handle
+        return h._proc.call({"handle": h._check(), "method": self.name}, args, kwargs, f"{h._key()}.{self.name}",
+                            f"{h.kata_type}.{self.name}")
+
+
+def _release(proc_ref, generation: int, id: int) -> None:
+    proc = proc_ref()
+    if proc is not None and proc.generation == generation:
+        proc.release.append(id)
+
+
+# ---------------------------------------------------------------- helpers for tests
+def probe(name: str, *args, topic: str | None = None):
+    """Run kata/probes.py's `name` in the learner process with these arguments."""
+    __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+    proc = next((a._proc for a in _flatten(args) if isinstance(a, Handle)), None) or shared_process()
+    return proc.call({"probe": name, "topic": topic}, args, {}, f"probe:{name}:{topic}", name)
+
+
+def _flatten(values):
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            yield from _flatten(v)
+        else:
+            yield v
+
+
+@dataclass
+class VJP:
+    out: object          # what the call returned
+    graph: bool          # the output carries an autograd graph
+    grads: tuple | None  # d sum(out * upstream) / d each argument (None where not differentiated)
+    attrs: list | None   # ... / d each (object, attribute) asked for
+
+
+def vjp(target, args, upstream, kwargs=None, wrt=None, grads_of=()) -> VJP:
+    """Backpropagate sum(target(*args) * upstream) in the learner process: the learner's output
+    and the gradients, for the test to compare with its own on this side."""
+    __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+    topic = getattr(getattr(target, "_module", None), "_topic", None)
+    if isinstance(target, Handle) or isinstance(target, list):
+        first = target if isinstance(target, Handle) else target[0]
+        topic = first._info.get("topic")
+    result = probe("vjp", target, tuple(args), dict(kwargs or {}), upstream, wrt, [list(p) for p in grads_of],
+                   topic=topic)
+    grads = result.get("grads")
+    return VJP(result.get("out"), result.get("graph") is True, None if grads is None else tuple(grads),
+               result.get("attrs"))
+
+
+def same_object(a, b) -> bool:
+    """Are `a` and `b` one object? For tensors read from the learner side: the same tensor there."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        oa, ob = getattr(a, "_kata_oid", None), getattr(b, "_kata_oid", None)
+        if oa is not None or ob is not None:
+            return oa == ob
+    return a is b
+
+
+def shares_memory_with(out, value) -> bool:
+    """Is `out` the tensor `value` or a view of it (an argument the learner returned)?"""
+    return any(v is value for v in getattr(out, "_kata_aliases", ()))
+
+
+# ---------------------------------------------------------------- the shared process
+_shared: LearnerProcess | None = None
+_running: set = set()
+
+
+def shared_process(timeout: float | None = None) -> LearnerProcess:
+    """The learner process of this test process (one serves every implementation)."""
+    global _shared
+    if _shared is None:
+        _shared = LearnerProcess(CALL_TIMEOUT if timeout is None else timeout)
+    elif timeout is not None:
+        _shared.timeout = timeout
+    return _shared
+
+
+def reset_shared() -> None:
+    global _shared
+    if _shared is not None:
+        _shared.stop()
+    _shared = None
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_running):
+        proc.stop()
+
+
+def can_fork() -> bool:
+    """Fork is fast and safe from a process with one thread (the grader, pytest); a notebook
+    kernel has several, and Windows has no fork: there the learner process is started afresh."""
+    return hasattr(os, "fork") and threading.active_count() == 1 and os.environ.get("KATA_SPAWN") != "1"
+
+
+class _Deadline(Exception):
+    pass
+
+
+def _wait(fd: int, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+        raise _Deadline
+
+
+def _exit_words(status) -> str:
+    if status is None:
+        return "it stopped answering"
+    if status > 128:
+        try:
+            name = signal.Signals(status - 128).name
+        except ValueError:
+            name = f"signal {status - 128}"
+        return f"killed by {name}" + (", a crash" if name in ("SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE") else "")
+    return f"exit status {status}"
+
+
+def _die_with_parent() -> None:
+    """On Linux, the kernel kills the learner process if the test process dies first (a hung
+    learner would otherwise spin on after its parent is gone)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _read_sources(path: Path) -> dict:
+    """A bundle's source texts: JSON, strings only (the test process never unpickles a bundle)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def _read_bundle(path: str):
+    import cloudpickle
+    with open(path, "rb") as f:
+        return cloudpickle.load(f)
+
+
+class _default_dtype:
+    def __init__(self, name):
+        self.dtype = wire.DTYPES.get(name)
+
+    def __enter__(self):
+        self.before = torch.get_default_dtype()
+        if self.dtype is not None and self.dtype.is_floating_point and self.dtype != torch.bfloat16:
+            torch.set_default_dtype(self.dtype)
+
+    def __exit__(self, *exc):
+        torch.set_default_dtype(self.before)
+

@@ -1,0 +1,149 @@
+"""How results are shown: the scorecard rows, a topic's failures in full, the summary, and
+Gradescope's results.json. Only rendering: the results come from kata/grading.py."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from kata import topics
+from kata.grading import Status, TopicResult
+
+
+class Out:
+    """Plain text, or colours and a live progress line when writing to a terminal."""
+
+    COLORS = {Status.PASSED: "32", Status.FAILING: "31", Status.SYNTAX_ERROR: "31", Status.ERROR: "31",
+              Status.TIMED_OUT: "31", Status.MISSING: "31", Status.NOT_STARTED: "33",
+              Status.USES_SOLUTIONS: "35", Status.NO_TESTS: "33"}
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.tty = tty and os.environ.get("TERM") != "dumb"
+        self.color = self.tty and not os.environ.get("NO_COLOR")
+        self.live = False
+
+    def paint(self, text: str, status: Status) -> str:
+        code = self.COLORS.get(status)
+        return f"\033[{code}m{text}\033[0m" if self.color and code else text
+
+    def bold(self, text: str) -> str:
+        return f"\033[1m{text}\033[0m" if self.color else text
+
+    def line(self, text: str = "") -> None:
+        self.clear()
+        print(text, file=self.stream, flush=True)
+
+    def progress(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self.live = True
+
+    def clear(self) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.live = False
+
+
+HEADER = "  #  topic            status          tests  points"
+
+
+def row(out: Out, r: TopicResult) -> str:
+    t = r.topic
+    number = topics.NAMES.index(t.name) + 1
+    tests = f"{r.n_passed}/{len(r.tests)}" if r.tests else "-"
+    status = out.paint(f"{r.status.value:<14}", r.status)
+    return f"{number:>3}  {t.name:<16} {status} {tests:>6}  {r.score:>3}/{t.points:<3}"
+
+
+def details(r: TopicResult, hint_level: int | None = None, most: int | None = None) -> list[str]:
+    """A topic's verdict in full: problems first, then each known mistake's explanation, then the
+    failing tests (one block per distinct message, however many tests share it), then the hint."""
+    name = r.topic.name
+    if r.passed:
+        return [f"{name}: all {len(r.tests)} tests pass."]
+    lines = [f"{name}: {text}" for text in (r.problem, r.missing, r.syntax_error) if text]
+    if r.uses_solutions:
+        lines.append(f"{name}: {r.uses_solutions}; it scores 0 until the code in your own file passes.")
+    failing = [t for t in r.tests if not t.passed]
+    if not failing:
+        return lines
+    catalog = {m.id: m for m in topics.mistakes(name)}
+    for mistake_id in r.mistakes():  # the explanation comes first: it says what to change
+        mistake = catalog.get(mistake_id)
+        if mistake:
+            lines.append(f"{name}: known mistake, {mistake.title} [{mistake_id}]:")
+            lines += ["    " + part for part in mistake.explain.splitlines()]
+    lines.append(f"{name}: {len(failing)} of {len(r.tests)} tests failing")
+    groups: dict[str, list[str]] = {}
+    for t in failing:  # one message shared by many tests (a stub's NotImplementedError) is shown once
+        groups.setdefault(t.text, []).append(t.name)
+    for k, (text, names) in enumerate(groups.items()):
+        if most is not None and k == most:
+            rest = sum(len(n) for n in list(groups.values())[k:])
+            lines.append(f"  ... and {rest} more failing (python grader.py {name} shows them all)")
+            break
+        if len(names) == 1:
+            lines.append(f"  FAIL {names[0]}")
+        else:
+            shown = "every test" if len(names) == len(r.tests) else ", ".join(names[:2]) + \
+                (f" and {len(names) - 2} more" if len(names) > 2 else "")
+            lines.append(f"  FAIL {len(names)} tests ({shown}):")
+        lines += ["    " + part for part in text.splitlines()]
+    total = len(topics.hints(name))
+    if total:
+        level = min((hint_level or 0) + 1, total)
+        lines.append(f"  Stuck? python grader.py --hint {name}   (hint {level} of {total})")
+    return lines
+
+
+def next_topic(results) -> str | None:
+    return next((name for name in topics.NAMES if name in results and not results[name].passed), None)
+
+
+def summary(results: dict, out: Out, show_details: bool, selected, hint_levels: dict) -> None:
+    score = sum(r.score for r in results.values())
+    maximum = sum(r.max_score for r in results.values())
+    passed = sum(r.passed for r in results.values())
+    out.line(f"total: {score}/{maximum} points, {passed}/{len(results)} topics passed")
+    if show_details:
+        for name in selected:
+            out.line()
+            for text in details(results[name], hint_levels.get(name)):
+                out.line(text)
+        return
+    for r in results.values():  # problems the learner must see even in the short form
+        for text in (r.missing, r.syntax_error, r.uses_solutions):
+            if text:
+                out.line(f"  {r.topic.name}: {text}")
+        if r.status == Status.TIMED_OUT:
+            out.line(f"  {r.topic.name}: a call timed out (an infinite loop?); python grader.py {r.topic.name} "
+                     "says which")
+    name = next_topic(results)
+    if name:
+        topic = topics.get(name)
+        out.line(f"next: {name} ({topic.section})")
+        out.line(f"  pytest -m {name}")
+        out.line(f"  python grader.py {name}")
+    else:
+        out.line("every topic passes: well done.")
+
+
+def results_json(results: dict, graded: str) -> dict:
+    """Gradescope's results.json: one entry per topic (CONTRACT.md, "Command lines and their JSON")."""
+    entries = [{
+        "name": f"{r.topic.name}: {r.topic.section}",
+        "score": r.score,
+        "max_score": r.max_score,
+        "status": "passed" if r.passed else "failed",
+        "output": "\n".join(details(r)),
+    } for r in results.values()]
+    return {"score": sum(e["score"] for e in entries), "max_score": sum(e["max_score"] for e in entries),
+            "output": f"graded {graded}", "tests": entries}
+
+
+def write_json(path, results: dict, graded: str) -> None:
+    Path(path).write_text(json.dumps(results_json(results, graded), indent=2) + "\n", encoding="utf-8")
