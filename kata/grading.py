@@ -15,93 +15,15 @@ import io
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import pytest
 
 from kata import remote, topics
-from kata.failure import Kind
 from kata.loader import BUILTIN, ROOT, TESTS, show_path
-from kata.plugin import Record
+from kata.results import Record, Status, TopicResult  # noqa: F401 - the grader's results
 
 TIMEOUT = remote.CALL_TIMEOUT
-
-
-class Status(str, Enum):
-    PASSED = "passed"
-    FAILING = "failing"
-    NOT_STARTED = "not started"
-    TIMED_OUT = "timed out"
-    SYNTAX_ERROR = "syntax error"
-    MISSING = "missing"
-    USES_SOLUTIONS = "uses solutions"
-    ERROR = "error"        # the tests could not run: nothing the learner can fix
-    NO_TESTS = "no tests"
-
-
-@dataclass
-class TopicResult:
-    topic: topics.Topic
-    tests: list = field(default_factory=list)  # Record, in run order
-    problem: str = ""          # no tests, a test file that cannot be collected
-    syntax_error: str = ""     # "FILE:LINE: syntax error: ..." from the learner's file
-    missing: str = ""          # the learner's file does not exist
-    uses_solutions: str = ""   # "FILE:LINE uses solutions/" when the learner's file does
-
-    @property
-    def n_passed(self) -> int:
-        return sum(t.passed for t in self.tests)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.tests) and self.n_passed == len(self.tests) and not self.problem \
-            and not self.uses_solutions
-
-    @property
-    def status(self) -> Status:
-        if self.problem:
-            return Status.NO_TESTS if not self.tests else Status.ERROR
-        if self.missing:
-            return Status.MISSING
-        if self.syntax_error:
-            return Status.SYNTAX_ERROR
-        if self.uses_solutions:
-            return Status.USES_SOLUTIONS
-        if self.passed:
-            return Status.PASSED
-        failed = [t for t in self.tests if not t.passed]
-        if any(t.kind == Kind.TIMEOUT for t in failed):
-            return Status.TIMED_OUT
-        if not self.n_passed and failed and all(t.kind == Kind.NOT_IMPLEMENTED for t in failed):
-            return Status.NOT_STARTED
-        return Status.FAILING
-
-    @property
-    def score(self) -> int:
-        return self.topic.points if self.passed else 0
-
-    @property
-    def max_score(self) -> int:
-        return self.topic.points
-
-    def mistakes(self) -> list[str]:
-        """Catalogued mistake ids named by failing tests, first seen first."""
-        seen = []
-        for t in self.tests:
-            if t.mistake and t.mistake not in seen:
-                seen.append(t.mistake)
-        return seen
-
-    def as_dict(self) -> dict:
-        return {"topic": self.topic.name, "tests": [asdict(t) for t in self.tests], "problem": self.problem,
-                "syntax_error": self.syntax_error, "missing": self.missing, "uses_solutions": self.uses_solutions}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TopicResult":
-        return cls(topics.get(data["topic"]), [Record(**t) for t in data["tests"]], data["problem"],
-                   data["syntax_error"], data["missing"], data["uses_solutions"])
 
 
 # ---------------------------------------------------------------- static checks of learner files

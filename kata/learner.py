@@ -463,6 +463,7 @@ def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle: dict | None = None)
         os.dup2(log_fd, 2)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
+        _close_inherited(keep=(0, 1, 2, fd_in, fd_out))
         sys.stdin = open(os.devnull)  # noqa: SIM115 - the process ends with os._exit
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
@@ -473,6 +474,24 @@ def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle: dict | None = None)
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+def _close_inherited(keep) -> None:
+    """A forked learner process inherits every descriptor of the test process (pytest's saved
+    terminal, its capture files, other pipes): it keeps only its own, so learner code can write to
+    nothing but its log and its one reply pipe."""
+    for fd in sorted(set(range(3, _max_fd())) - set(keep)):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(name) for name in os.listdir("/proc/self/fd")) + 1
+    except (OSError, ValueError):
+        return 256
 
 
 def main(argv) -> int:

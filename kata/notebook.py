@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kata import hintstate, topics
+from kata.results import TopicResult
 
 
 @dataclass
@@ -96,11 +97,13 @@ def check(topic: str, *objects, impl=None, timeout: float = 5) -> Check:
     if topic not in topics.NAMES:
         raise ValueError(f"unknown topic {topic!r}; topics are: {', '.join(topics.NAMES)}")
     out = scorecard.Out()
-    use_bundle = bool(objects) or (impl is None and in_notebook())
+    defined = any(name in _namespace() for t in (topic, *topics.get(topic).uses) for name in topics.get(t).names)
+    # a notebook's own code; in a script or a shell, exercises/ unless the program defines the names
+    use_bundle = bool(objects) or (impl is None and (in_notebook() or defined))
     if use_bundle:
         bundle, missing = collect(topic, objects, _namespace())
         if missing:
-            r = grading.TopicResult(topics.get(topic))
+            r = TopicResult(topics.get(topic))
             r.missing = (f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not defined: define "
                          f"{' and '.join(missing)} in a cell, or pass {'it' if len(missing) == 1 else 'them'} "
                          f"to check({topic!r}, ...)")

@@ -14,7 +14,7 @@ learner process.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -23,26 +23,12 @@ import torch
 from kata import remote, topics
 from kata.failure import Kind, LearnerProcessFailure
 from kata.loader import ImplNotFound, chosen, resolve, show_path
+from kata.results import Record
 from kata.testing import base_seed, seed_for
 
 # The tests use small tensors, where torch's thread pool only adds contention: on a busy 2-core
 # machine one training-mode F.batch_norm call took 50-95 ms with threads, 0.02 ms without.
 torch.set_num_threads(1)
-
-
-@dataclass
-class Record:
-    """One test's outcome, as the grader, the scorecard and the catalog read it."""
-    id: str                     # pytest node id
-    topic: str
-    passed: bool
-    kind: str | None = None     # a kata.failure.Kind value when it failed
-    mistake: str | None = None  # a catalogued mistake the failure recognised
-    text: str = ""              # the lesson: the failure's message and the learner's frames
-
-    @property
-    def name(self) -> str:
-        return self.id.split("::", 1)[-1]
 
 
 def topic_of(item) -> str:

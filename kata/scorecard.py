@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from kata import topics
-from kata.grading import Status, TopicResult
+from kata.results import Status, TopicResult
 
 
 class Out:

@@ -1,9 +1,10 @@
-"""The grader's own tests: learner code that misbehaves, the JSON, exit codes, reset, hints, check().
+"""The grader's own tests: learner code that misbehaves or forges, the JSON, exit codes, reset,
+restore, compare, hints, check().
 
 Each misbehaving implementation is solutions/ copied to a temporary folder with batchnorm.py
-broken one way (batchnorm is the topic whose tests exist from the start). The grading engine is
-driven in-process (its workers fork from this process, which already has torch), and the command
-line is run as a subprocess where the process boundary is the point. Runs are shared per module.
+broken one way. The grading engine runs in-process (pytest in this process; the learner code in
+a learner process of its own), and the command line as a subprocess where the process boundary
+is the point. Runs are shared per module.
 """
 import hashlib
 import json
@@ -11,46 +12,78 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-import grader
 from kata import grading, topics
+from kata.failure import Kind
+from kata.grading import Status
 from kata.loader import BUILTIN, ROOT
 
 pytestmark = pytest.mark.timeout(300)  # module fixtures grade many times; each test body is fast
 
 BROKEN = "batchnorm"
-WITH_TESTS = [t for t in topics.NAMES if grading.test_file(t).is_file()]
-OTHERS = [t for t in WITH_TESTS if t != BROKEN][:1]  # graded after the broken topic, same worker
-ALONGSIDE = {"syntax_error", "os_exit", "keyboard_interrupt"}  # cases that could take other topics down
+OTHER = "initial_loss"  # graded in the same run, after the broken topic's learner process misbehaved
+ALONGSIDE = {"syntax_error", "os_exit", "segfault", "keyboard_interrupt", "forge_channel", "exit_at_import"}
 
-# Each case redefines batchnorm_forward at the end of the reference, so only its behaviour changes.
+# Each case is appended to the reference: it redefines batchnorm_forward, or runs at import time.
 CASES = {
     "syntax_error": "def batchnorm_forward(x, gamma, beta, eps=1e-5:\n    return x\n",
-    "infinite_loop": (  # the first call never returns; later calls are correct, so one test times out
-        "_reference, _calls = batchnorm_forward, []\n"
-        "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
-        "    _calls.append(1)\n"
-        "    while len(_calls) == 1:\n"
-        "        pass\n"
-        "    return _reference(x, gamma, beta, eps)\n"),
+    "infinite_loop": ("def batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
+                      "    while True:\n        pass\n"),
     "sys_exit": "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    import sys\n    sys.exit(0)\n",
     "os_exit": "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    import os\n    os._exit(0)\n",
+    "segfault": ("def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    import ctypes\n"
+                 "    return ctypes.string_at(0)\n"),
     "raise_systemexit": "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    raise SystemExit\n",
     "keyboard_interrupt": "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    raise KeyboardInterrupt\n",
     "pytest_skip": ("def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    import pytest\n"
                     "    pytest.skip('looks done to me')\n"),
     "equals_anything": (
-        "class _Anything:\n"
+        "class _Anything(float):\n"
         "    def __eq__(self, other):\n        return True\n"
         "    def __ne__(self, other):\n        return False\n"
         "    def __getattr__(self, name):\n        return lambda *a, **k: self\n"
-        "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return _Anything()\n"),
+        "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return _Anything(0.0)\n"),
+    "tensor_subclass": (  # a tensor that claims to equal anything: it crosses as its plain values
+        "import torch\n"
+        "class _Liar(torch.Tensor):\n"
+        "    def __eq__(self, other):\n        return True\n"
+        "    @classmethod\n"
+        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+        "        return True if func.__name__ in ('allclose', 'equal', 'isclose') else super().__torch_function__(func, types, args, kwargs or {})\n"
+        "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return x.as_subclass(_Liar)\n"),
     "imports_solutions": ("def batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
                           "    from solutions.batchnorm import batchnorm_forward as reference\n"
                           "    return reference(x, gamma, beta, eps)\n"),
+    # forgeries that worked when learner code ran in the test process
+    "patch_pytest_reports": (
+        "import _pytest.reports, _pytest.runner\n"
+        "_made = _pytest.reports.TestReport.from_item_and_call.__func__\n"
+        "def _passed(cls, item, call):\n"
+        "    report = _made(cls, item, call)\n"
+        "    report.outcome, report.longrepr = 'passed', None\n"
+        "    return report\n"
+        "_pytest.reports.TestReport.from_item_and_call = classmethod(_passed)\n"
+        "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return x\n"),
+    "rebind_helpers": (
+        "import kata.testing, kata.remote\n"
+        "kata.testing.expect_close = kata.testing.expect = kata.testing.fail = lambda *a, **k: None\n"
+        "kata.remote.LearnerProcess._finish = lambda *a, **k: None\n"
+        "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return x\n"),
+    "forge_channel": (  # write 'passed' results (the old grader's protocol, and ours) to every descriptor
+        "import json, os\n"
+        "_lies = [json.dumps({'ev': 'result', 'id': 'x', 'passed': True, 'text': ''}).encode() + b'\\n',\n"
+        "         b'\\x40\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x10\\x00\\x00\\x00{\"ok\": 1, \"blobs\": []}']\n"
+        "for _fd in range(1, 64):\n"
+        "    for _lie in _lies:\n"
+        "        try:\n            os.write(_fd, _lie)\n"
+        "        except OSError:\n            pass\n"
+        "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return x\n"),
+    "exit_at_import": (  # learner code that exits with status 0 at import: plain pytest must still fail
+        "import os\nos._exit(0)\n"),
 }
 
 
@@ -63,28 +96,28 @@ def broken_impl(folder: Path, case: str) -> Path:
 
 def checksums(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
 
 
-def run_cli(*args, state=None, env=None):
+def run_cli(*args, state=None, env=None, timeout=240):
     environment = {k: v for k, v in os.environ.items() if k not in ("KATA_IMPL", "KATA_STATE")}
     environment.update(env or {})
     if state:
         environment["KATA_STATE"] = str(state)
     return subprocess.run([sys.executable, str(ROOT / "grader.py"), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, env=environment, timeout=240)
+                          capture_output=True, text=True, env=environment, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Every case graded once: {case: {topic: TopicResult}}."""
-    grading.warm()
+    """Every case graded once, in this process: {case: ({topic: TopicResult}, seconds)}."""
     out = {}
     for case in CASES:
         impl = broken_impl(tmp_path_factory.mktemp(case) / "impl", case)
-        timeout = 1 if case == "infinite_loop" else 5
-        chosen = [BROKEN, *OTHERS] if case in ALONGSIDE else [BROKEN]
-        out[case] = grading.grade(chosen, impl, timeout=timeout, workers=1)
+        chosen = [BROKEN, OTHER] if case in ALONGSIDE else [BROKEN]
+        start = time.perf_counter()
+        results = grading.grade(chosen, impl, timeout=1 if case == "infinite_loop" else 5)
+        out[case] = (results, time.perf_counter() - start)
     return out
 
 
@@ -93,64 +126,97 @@ def failing_texts(result) -> str:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_misbehaving_case_fails_its_topic_and_keeps_the_others(graded, case):
-    results = graded[case]
-    assert set(results) == ({BROKEN, *OTHERS} if case in ALONGSIDE else {BROKEN}), "a topic was dropped"
+def test_grade_every_misbehaving_case_fails_its_topic_and_keeps_the_others(graded, case):
+    results, _ = graded[case]
+    assert set(results) == ({BROKEN, OTHER} if case in ALONGSIDE else {BROKEN}), "a topic was dropped"
     broken = results[BROKEN]
     assert not broken.passed and broken.score == 0, f"{case}: {broken.status}"
-    assert broken.status != "passed"
-    for other in set(OTHERS) & set(results):  # graded after the broken topic, even if the worker died in it
-        assert results[other].passed, f"{case}: {other} {results[other].status}\n{failing_texts(results[other])}"
-    if case != "syntax_error":
-        assert len(broken.tests) == len(graded["sys_exit"][BROKEN].tests), "tests went missing"
+    if case not in ("syntax_error", "exit_at_import", "imports_solutions"):  # no test ran past the import, or
+        # the reference's code ran (and is flagged: it scores 0)
+        assert broken.n_passed < len(broken.tests) // 2, f"{case}: {broken.n_passed} of {len(broken.tests)} passed"
+    if OTHER in results:  # graded after the broken topic, even if its learner process died in it
+        assert results[OTHER].passed, f"{case}: {OTHER} {results[OTHER].status}\n{failing_texts(results[OTHER])}"
 
 
-def test_syntax_error_names_file_and_line(graded):
-    r = graded["syntax_error"][BROKEN]
-    assert r.status == "syntax error"
+def test_grade_syntax_error_names_file_and_line(graded):
+    r = graded["syntax_error"][0][BROKEN]
+    assert r.status == Status.SYNTAX_ERROR
     assert f"{BROKEN}.py:" in r.syntax_error and "syntax error" in r.syntax_error
-    line = r.syntax_error.split(f"{BROKEN}.py:")[1].split(":")[0]
-    source = (Path(r.syntax_error.split(":")[0])).read_text().splitlines()
-    assert "def batchnorm_forward(x, gamma, beta, eps=1e-5:" in source[int(line) - 1]
 
 
-def test_infinite_loop_times_out_one_test_and_the_rest_run(graded):
-    r = graded["infinite_loop"][BROKEN]
+def test_grade_infinite_loop_times_out_once_and_fails_the_rest_at_once(graded):
+    r, seconds = graded["infinite_loop"][0][BROKEN], graded["infinite_loop"][1]
     failed = [t for t in r.tests if not t.passed]
-    assert len(failed) == 1 and "timed out after 1 s" in failed[0].text
-    assert r.n_passed == len(r.tests) - 1
+    assert r.status == Status.TIMED_OUT and all(t.kind == Kind.TIMEOUT for t in failed)
+    assert "timed out after 1 s" in failed[0].text, failed[0].text
+    assert all(t.text.startswith("not run: batchnorm_forward timed out in an earlier test") for t in failed[1:]
+               if "batchnorm_forward" in t.text), failing_texts(r)[:800]
+    assert seconds < 15, f"one hung function cost {seconds:.1f} s: only its first call may wait out the limit"
 
 
 @pytest.mark.parametrize("case", ["sys_exit", "raise_systemexit", "keyboard_interrupt", "pytest_skip"])
-def test_leaving_a_test_early_is_a_failure(graded, case):
-    r = graded[case][BROKEN]
-    assert r.n_passed == 0 and r.tests
-    assert all("counts as a failure" in t.text for t in r.tests), failing_texts(r)[:500]
+def test_grade_leaving_a_test_early_is_a_failure(graded, case):
+    r = graded[case][0][BROKEN]
+    failed = [t for t in r.tests if not t.passed]
+    calls = [t for t in failed if "leaving a test early" in t.text]
+    assert calls and all(t.kind == Kind.ESCAPE for t in calls), failing_texts(r)[:500]
+    what = {"sys_exit": "sys.exit(0)", "raise_systemexit": "sys.exit()", "keyboard_interrupt": "KeyboardInterrupt",
+            "pytest_skip": "pytest.skip()"}[case]
+    assert what in calls[0].text
 
 
-def test_os_exit_fails_the_test_in_flight_and_marks_the_rest_not_run(graded):
-    r = graded["os_exit"][BROKEN]
-    assert r.n_passed == 0
-    assert "os._exit()" in r.tests[0].text
-    assert all(t.text.startswith("not run") for t in r.tests[1:])
+@pytest.mark.parametrize("case, words", [("os_exit", "exit status 0"), ("segfault", "SIGSEGV")])
+def test_grade_a_call_that_ends_the_learner_process_fails_and_the_rest_fail_at_once(graded, case, words):
+    r = graded[case][0][BROKEN]
+    failed = [t for t in r.tests if not t.passed]
+    assert failed[0].kind == Kind.CRASH and words in failed[0].text, failed[0].text
+    later = [t for t in failed[1:] if "batchnorm_forward" in t.text]
+    assert later and all(t.text.startswith("not run: batchnorm_forward ended the learner process") for t in later)
 
 
-def test_an_object_equal_to_anything_fails(graded):
-    r = graded["equals_anything"][BROKEN]
-    assert not r.passed and r.score == 0
+@pytest.mark.parametrize("case", ["equals_anything", "tensor_subclass"])
+def test_grade_objects_that_claim_equality_cross_as_plain_values_and_fail(graded, case):
+    r = graded[case][0][BROKEN]
     value_tests = [t for t in r.tests if "matches_torch" in t.name]
     assert value_tests and not any(t.passed for t in value_tests)
 
 
-def test_importing_solutions_is_flagged_and_scores_zero(graded):
-    r = graded["imports_solutions"][BROKEN]
-    assert r.status == "uses solutions" and r.score == 0 and not r.passed
+@pytest.mark.parametrize("case", ["patch_pytest_reports", "rebind_helpers", "forge_channel"])
+def test_grade_learner_code_cannot_reach_pytest_the_helpers_or_the_results(graded, case):
+    r = graded[case][0][BROKEN]
+    assert r.status == Status.FAILING and r.n_passed < len(r.tests) // 2, (r.status, r.n_passed)
+    # the value is checked here, whatever learner code patched there; bytes written into the reply
+    # pipe are a malformed reply, not a result
+    seen = "malformed reply" if case == "forge_channel" else "expected tensor"
+    assert any(seen in t.text for t in r.tests if not t.passed), failing_texts(r)[:600]
+
+
+def test_grade_importing_solutions_is_flagged_and_scores_zero(graded):
+    r = graded["imports_solutions"][0][BROKEN]
+    assert r.status == Status.USES_SOLUTIONS and r.score == 0 and not r.passed
     assert "solutions" in r.uses_solutions and f"{BROKEN}.py:" in r.uses_solutions
 
 
-def test_reference_is_not_flagged_as_using_solutions():
+def test_grade_reference_is_not_flagged_as_using_solutions():
     for name in topics.NAMES:
         assert grading.scan(BUILTIN["solutions"] / f"{name}.py") == ("", "")
+
+
+def test_grade_a_missing_file_is_reported_as_missing(tmp_path):
+    impl = Path(shutil.copytree(BUILTIN["solutions"], tmp_path / "impl"))
+    (impl / f"{BROKEN}.py").unlink()
+    r = grading.grade([BROKEN], impl)[BROKEN]
+    assert r.status == Status.MISSING and "does not exist" in r.missing and not r.syntax_error
+
+
+def test_plain_pytest_exits_non_zero_when_learner_code_exits_0(tmp_path):
+    for case in ("exit_at_import", "os_exit", "patch_pytest_reports"):
+        impl = broken_impl(tmp_path / case, case)
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--impl", str(impl),
+                               str(grading.test_file(BROKEN))], cwd=ROOT, capture_output=True, text=True, timeout=240)
+        last = done.stdout.splitlines()[-1]
+        assert done.returncode == 1 and "passed" not in last and ("failed" in last or "error" in last), \
+            f"{case}: exit {done.returncode}\n{done.stdout[-1500:]}"
 
 
 # ---------------------------------------------------------------- the command line
@@ -165,16 +231,16 @@ def stubs_run():
 @pytest.fixture(scope="module")
 def solutions_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("json") / "results.json"
-    done = run_cli(BROKEN, *OTHERS, "--impl", "solutions", "--json", path)
+    done = run_cli(BROKEN, OTHER, "--impl", "solutions", "--json", path)
     return done, json.loads(path.read_text())
 
 
-def test_grading_never_writes_to_exercises(stubs_run):
+def test_cli_grading_never_writes_to_exercises(stubs_run):
     done, before, after = stubs_run
     assert before == after
 
 
-def test_scorecard_on_the_stubs_lists_every_topic_and_the_next_step(stubs_run):
+def test_cli_scorecard_on_the_stubs_lists_every_topic_and_the_next_step(stubs_run):
     done, _, _ = stubs_run
     assert done.returncode == 1, done.stdout + done.stderr
     for name in topics.NAMES:
@@ -184,11 +250,11 @@ def test_scorecard_on_the_stubs_lists_every_topic_and_the_next_step(stubs_run):
     assert "\033[" not in done.stdout, "plain text when not a terminal"
 
 
-def test_json_has_gradescope_fields_and_exit_status_0(solutions_run):
+def test_cli_json_has_gradescope_fields_and_exit_status_0(solutions_run):
     done, data = solutions_run
     assert done.returncode == 0, done.stdout + done.stderr
     assert isinstance(data["score"], (int, float)) and isinstance(data["tests"], list)
-    graded_topics = [t for t in topics.NAMES if t in (BROKEN, *OTHERS)]  # scorecard order is curriculum order
+    graded_topics = [t for t in topics.NAMES if t in (BROKEN, OTHER)]  # scorecard order is curriculum order
     assert len(data["tests"]) == len(graded_topics)
     for entry, name in zip(data["tests"], graded_topics):
         assert entry["name"].startswith(name)
@@ -197,17 +263,28 @@ def test_json_has_gradescope_fields_and_exit_status_0(solutions_run):
     assert data["score"] == sum(e["score"] for e in data["tests"])
 
 
-def test_json_failed_entry_and_cli_survives_os_exit(tmp_path):
+def test_cli_json_failed_entry_when_learner_code_exits(tmp_path):
     impl = broken_impl(tmp_path / "impl", "os_exit")
     path = tmp_path / "results.json"
-    done = run_cli(BROKEN, *OTHERS, "--impl", impl, "--json", path)
+    done = run_cli(BROKEN, OTHER, "--impl", impl, "--json", path)
     assert done.returncode == 1, done.stdout + done.stderr
-    data = json.loads(path.read_text())
-    entries = {e["name"].split(":")[0]: e for e in data["tests"]}
+    entries = {e["name"].split(":")[0]: e for e in json.loads(path.read_text())["tests"]}
     assert entries[BROKEN]["status"] == "failed" and entries[BROKEN]["score"] == 0
-    assert "os._exit()" in entries[BROKEN]["output"]
-    for other in OTHERS:
-        assert entries[other]["status"] == "passed"
+    assert "ended the learner process" in entries[BROKEN]["output"]
+    assert entries[OTHER]["status"] == "passed"
+
+
+def test_cli_a_known_mistake_is_explained_before_the_failures_and_repeats_collapse(tmp_path):
+    from kata.catalog import build
+    mistake = next(m for m in topics.mistakes(BROKEN) if m.id == "unbiased_variance")
+    impl = build(mistake, tmp_path / "impl")
+    done = run_cli(BROKEN, "--impl", impl)
+    text = done.stdout
+    assert done.returncode == 1 and f"known mistake, {mistake.title}" in text, text
+    assert text.index("known mistake") < text.index("FAIL") < text.index("Stuck? python grader.py --hint")
+    assert mistake.explain.splitlines()[0] in text
+    stub = run_cli(BROKEN, "--impl", "exercises").stdout  # 18 tests fail with one message: shown once
+    assert stub.count("NotImplementedError: batchnorm:") == 1 and "tests (every test)" in stub, stub[-800:]
 
 
 @pytest.mark.parametrize("args, words", [
@@ -215,14 +292,21 @@ def test_json_failed_entry_and_cli_survives_os_exit(tmp_path):
     (["--hint", "batchnrom"], "did you mean batchnorm"),
     (["--impl", "/no/such/folder"], "not found"),
     (["--bogus"], "unrecognized"),
+    (["--level", "2"], "--level goes with --hint"),
 ])
-def test_usage_errors_exit_2_with_one_line(args, words):
+def test_cli_usage_errors_exit_2_with_one_line(args, words):
     done = run_cli(*args)
     assert done.returncode == 2
     assert words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
-def test_reset_backs_up_then_writes_the_stub(tmp_path):
+def test_cli_output_into_a_closed_pipe_ends_quietly():
+    done = subprocess.run(f"{sys.executable} grader.py --impl solutions --list | head -2", shell=True, cwd=ROOT,
+                          capture_output=True, text=True, timeout=240)
+    assert "BrokenPipeError" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_cli_reset_backs_up_then_writes_the_stub_and_restore_brings_it_back(tmp_path):
     from kata.generate import expected
     impl = broken_impl(tmp_path / "impl", "sys_exit")
     target = impl / f"{BROKEN}.py"
@@ -231,18 +315,31 @@ def test_reset_backs_up_then_writes_the_stub(tmp_path):
     assert done.returncode == 0, done.stderr
     backups = list((tmp_path / "state" / "backups").glob(f"{BROKEN}-*.py"))
     assert len(backups) == 1 and str(backups[0].name) in done.stdout
-    assert hashlib.sha256(backups[0].read_bytes()).digest() == hashlib.sha256(work).digest()
-    assert target.read_text(encoding="utf-8") == expected(BROKEN)
-    run_cli("--reset", BROKEN, "--impl", impl, state=tmp_path / "state")  # a second reset keeps both
-    assert len(list((tmp_path / "state" / "backups").glob(f"{BROKEN}-*.py"))) == 2
+    assert backups[0].read_bytes() == work and target.read_text(encoding="utf-8") == expected(BROKEN)
+    again = run_cli("--reset", BROKEN, "--impl", impl, state=tmp_path / "state")  # the stub: nothing to back up
+    assert "untouched stub" in again.stdout and len(list((tmp_path / "state" / "backups").glob("*.py"))) == 1
+    target.write_text(expected(BROKEN) + "\n# started again\n", encoding="utf-8")
+    restored = run_cli("--restore", BROKEN, "--impl", impl, state=tmp_path / "state")
+    assert restored.returncode == 0 and target.read_bytes() == work, restored.stdout
+    kept = [p.read_text(encoding="utf-8") for p in (tmp_path / "state" / "backups").glob("*.py")]
+    assert any("# started again" in text for text in kept), "restore backs up the file it replaces"
 
 
-def test_reset_refuses_solutions():
+def test_cli_reset_refuses_solutions():
     done = run_cli("--reset", BROKEN, "--impl", "solutions")
     assert done.returncode == 2
 
 
-def test_hint_levels_move_on_and_stop_at_the_last(tmp_path):
+def test_cli_compare_refuses_before_the_topic_passes_and_shows_a_diff_after(tmp_path):
+    before = run_cli("--compare", BROKEN, "--impl", "exercises", state=tmp_path)
+    assert before.returncode == 1 and before.stdout.strip().splitlines()[-1].startswith(f"{BROKEN} does not pass yet")
+    impl = Path(shutil.copytree(ROOT / "meta" / "alternatives" / "plain", tmp_path / "impl"))  # correct, not ours
+    after = run_cli("--compare", BROKEN, "--impl", impl, state=tmp_path)
+    assert after.returncode == 0 and "--- yours:" in after.stdout and "+++ reference:" in after.stdout, after.stdout
+    assert f"--explain {BROKEN}" in after.stdout
+
+
+def test_cli_hint_levels_move_on_stop_at_the_last_and_can_go_back(tmp_path):
     levels = topics.hints(BROKEN)
     assert len(levels) >= 3
     shown = [run_cli("--hint", BROKEN, state=tmp_path).stdout for _ in range(len(levels) + 1)]
@@ -250,40 +347,54 @@ def test_hint_levels_move_on_and_stop_at_the_last(tmp_path):
         assert f"hint {k + 1} of {len(levels)}" in text and levels[k].strip()[:40] in text
     assert f"hint {len(levels)} of {len(levels)}" in shown[-1]
     assert json.loads((tmp_path / "hints.json").read_text())[BROKEN] == len(levels)
+    first = run_cli("--hint", BROKEN, "--level", "1", state=tmp_path).stdout
+    assert f"hint 1 of {len(levels)}" in first and levels[0].strip()[:40] in first
 
 
-def test_explain_prints_the_topic_notes():
+def test_cli_explain_prints_the_topic_notes():
     done = run_cli("--explain", BROKEN)
     assert done.returncode == 0
     assert done.stdout.strip() == (topics.notes(BROKEN).strip() or f"{BROKEN}: no notes written yet.")
 
 
 # ---------------------------------------------------------------- notebook
-def test_check_returns_a_verdict_and_never_exits(tmp_path, capsys):
+def test_check_returns_a_falsy_verdict_for_a_failing_folder_and_never_exits(tmp_path, capsys):
+    import grader
     good = grader.check(BROKEN, impl="solutions")
-    assert good.passed and good.score == good.max_score == topics.get(BROKEN).points
+    assert good and good.passed and good.score == good.max_score == topics.get(BROKEN).points
     bad = grader.check(BROKEN, impl=broken_impl(tmp_path / "impl", "raise_systemexit"))
-    assert not bad.passed and bad.score == 0 and bad.max_score == topics.get(BROKEN).points
+    assert not bad and bad.score == 0 and bad.max_score == topics.get(BROKEN).points
     assert "FAIL" in capsys.readouterr().out
     with pytest.raises(ValueError):
         grader.check("no_such_topic")
 
 
-def test_failure_shows_the_named_mistake_explanation(tmp_path):
-    mistake = topics.mistakes(BROKEN)[0]
-    from kata.catalog import build
-    impl = build(mistake, tmp_path / "impl")
-    r = grading.grade([BROKEN], impl, workers=1)[BROKEN]
-    text = "\n".join(grader.details(r))
-    assert f"[mistake: {mistake.id}]" in text
-    assert mistake.explain.splitlines()[0] in text
-    assert text.index("Known mistake") < text.index("Stuck? python grader.py --hint")
+SCRIPT = '''
+import torch
+from grader import check
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    mean = x.mean(0)
+    var = x.var(0, unbiased=False)
+    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
+
+ok = check("batchnorm", batchnorm_forward)
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    return gamma * (x - x.mean(0)) / x.std(0) + beta
+bad = check("batchnorm")      # taken from the namespace
+class Linear:
+    pass
+missing = check("modules")    # BatchNorm1d and Tanh are not defined
+print("RESULT", bool(ok), ok.score, bool(bad), bad.score, bool(missing))
+'''
 
 
-def test_spawned_workers_when_fork_is_unsafe(tmp_path):
-    """A notebook kernel has threads, so check() starts `python -m kata.grading` workers instead."""
-    impl = broken_impl(tmp_path / "impl", "os_exit")
-    results = grading.grade([BROKEN, *OTHERS], impl, workers=1, fork=False)
-    assert "os._exit()" in results[BROKEN].tests[0].text and not results[BROKEN].passed
-    for other in OTHERS:
-        assert results[other].passed, failing_texts(results[other])
+def test_check_grades_functions_defined_in_the_main_program(tmp_path):
+    """What a notebook cell does: functions defined in __main__, pickled by value to the grader."""
+    script = tmp_path / "cell.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    last = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+    assert last == [f"RESULT True {topics.get(BROKEN).points} False 0 False"], done.stdout[-3000:] + done.stderr[-2000:]
+    assert "unbiased variance" in done.stdout and "define BatchNorm1d and Tanh in a cell" in done.stdout, done.stdout
