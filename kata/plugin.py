@@ -139,6 +139,10 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if call.when == "call" or report.failed or report.skipped:
         report.kata = _record(item, call, report)
+    frames = getattr(call.excinfo.value, "frames", None) if call.excinfo is not None else None
+    if frames:  # plain pytest shows where in the learner's code it went wrong, below the lesson
+        report.sections.append(("learner's code", "\n".join(
+            f"{show_path(Path(f))}:{line} in {fn}\n    {src}" for f, line, fn, src in frames)))
     return report
 
 

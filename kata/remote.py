@@ -105,7 +105,6 @@ class LearnerProcess:
                 try:
                     os.close(parent_out)
                     os.close(parent_in)
-                    _die_with_parent()
                     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
                         signal.signal(sig, signal.SIG_DFL)
                     bundle = _read_bundle(self.bundle) if self.bundle else None
@@ -655,17 +654,6 @@ def _exit_words(status) -> str:
             name = f"signal {status - 128}"
         return f"killed by {name}" + (", a crash" if name in ("SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE") else "")
     return f"exit status {status}"
-
-
-def _die_with_parent() -> None:
-    """On Linux, the kernel kills the learner process if the test process dies first (a hung
-    learner would otherwise spin on after its parent is gone)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
 
 
 def _read_sources(path: Path) -> dict:

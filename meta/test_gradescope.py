@@ -1,0 +1,98 @@
+"""The Gradescope bundle, tried as Gradescope runs it: unzipped into <root>/source, a submission
+in <root>/submission, `run_autograder` with AUTOGRADER_ROOT=<root>, results in
+<root>/results/results.json. setup.sh is not run (it installs what this machine already has)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from kata import gradescope, topics
+from kata.loader import BUILTIN, ROOT
+
+pytestmark = pytest.mark.timeout(300)
+
+TAMPER = '''
+import kata, pathlib
+_test = pathlib.Path(kata.__file__).parent.parent / "tests" / "test_batchnorm.py"
+try:
+    _test.write_text("def test_batchnorm_forward_is_fine():\\n    pass\\n")  # every batchnorm test gone
+except OSError as e:
+    print("could not tamper:", e)
+'''
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return gradescope.write_bundle(tmp_path_factory.mktemp("zip") / "autograder.zip")
+
+
+def autograde(bundle: Path, root: Path, submission_files: dict, env=None) -> dict:
+    """Unzip, submit, run run_autograder; the results.json it wrote."""
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(root / "source")
+    for name in ("run_autograder", "setup.sh"):
+        (root / "source" / name).chmod(0o755)
+    (root / "submission" / "nested").mkdir(parents=True)
+    for name, text in submission_files.items():
+        (root / "submission" / "nested" / name).write_text(text, encoding="utf-8")
+    done = subprocess.run(["bash", str(root / "source" / "run_autograder")], capture_output=True, text=True,
+                          timeout=280, env={**os.environ, "AUTOGRADER_ROOT": str(root), "PYTHON": sys.executable,
+                                            **(env or {})})
+    results = root / "results" / "results.json"
+    assert results.is_file(), done.stdout[-2000:] + done.stderr[-3000:]
+    return json.loads(results.read_text())
+
+
+def files_of(folder: Path) -> dict:
+    return {f"{t}.py": (folder / f"{t}.py").read_text(encoding="utf-8") for t in topics.NAMES}
+
+
+def test_write_bundle_has_setup_run_autograder_and_a_manifest_of_the_kata(bundle):
+    with zipfile.ZipFile(bundle) as z:
+        names = set(z.namelist())
+        manifest = json.loads(z.read("MANIFEST.json"))
+        mode = z.getinfo("run_autograder").external_attr >> 16
+    assert {"setup.sh", "run_autograder", "MANIFEST.json", "grader.py", "kata/remote.py",
+            "tests/test_batchnorm.py"} <= names
+    assert mode & 0o111, "run_autograder must be executable"
+    assert set(manifest) == names - {"setup.sh", "run_autograder", "MANIFEST.json"}
+    assert not any("solutions/" in n or "exercises/" in n for n in names), "the reference stays out of the bundle"
+
+
+def test_run_autograder_gives_full_marks_to_a_correct_submission(bundle, tmp_path):
+    data = autograde(bundle, tmp_path / "ag", files_of(ROOT / "meta" / "alternatives" / "plain"))
+    assert data["score"] == data["max_score"] == 100, json.dumps(data, indent=1)[:2000]
+    assert [e["name"].split(":")[0] for e in data["tests"]] == list(topics.NAMES)
+    assert all(e["status"] == "passed" for e in data["tests"])
+
+
+def test_run_autograder_scores_the_stubs_zero_and_names_a_missing_file(bundle, tmp_path):
+    files = files_of(BUILTIN["exercises"])
+    del files["zero_init.py"]
+    data = autograde(bundle, tmp_path / "ag", files)
+    assert data["score"] == 0 and "zero_init.py" in data["output"]
+    assert all(e["status"] == "failed" for e in data["tests"])
+
+
+def test_run_autograder_reports_tampering_with_its_files_as_a_failure(bundle, tmp_path):
+    files = files_of(BUILTIN["solutions"])
+    files["batchnorm.py"] = TAMPER + "\ndef batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return x\n"
+    data = autograde(bundle, tmp_path / "ag", files, env={"KATA_LEARNER_USER": ""})  # no unprivileged user
+    assert data["score"] == 0 and "tests/test_batchnorm.py" in data["output"], data["output"]
+    assert "changed while the submission's code ran" in data["output"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("id") is None, reason="the unprivileged learner needs root")
+def test_run_autograder_as_root_runs_learner_code_as_nobody_so_it_cannot_tamper(bundle, tmp_path):
+    files = files_of(BUILTIN["solutions"])
+    files["batchnorm.py"] = TAMPER + "\n" + files["batchnorm.py"]
+    data = autograde(bundle, tmp_path / "ag", files)
+    assert "changed" not in data["output"], data["output"]
+    assert data["score"] == 100, json.dumps(data, indent=1)[:1500]  # the attempt failed; the code is correct
+    assert (tmp_path / "ag" / "source" / "tests" / "test_batchnorm.py").read_bytes() == \
+        (ROOT / "tests" / "test_batchnorm.py").read_bytes()
