@@ -54,6 +54,8 @@ class Server:
         self.topic_of: dict[int, str] = {}     # handle id -> the topic of the call that made the object
         self.topic: str | None = None          # the topic of the call running now
         self.kept = None  # the last reply's values, alive until the next reply (their ids stay unique)
+        for rule in topics.SHORTCUTS.values():  # before any learner module is imported: no alias escapes
+            _install(rule)
 
     # ------------------------------------------------------------ the loop
     def serve(self) -> None:
@@ -349,38 +351,47 @@ def leave_state(rng_before) -> dict:
 
 
 # ---------------------------------------------------------------- shortcuts
+_installed: dict = {}   # dotted name -> the original callable, for every rule's runtime names
+_active: dict = {"rule": None, "topic": None, "record": None}
+
+
 @contextmanager
 def shortcuts_blocked(topic: str | None, record: dict):
-    """While a call of `topic`'s code runs, the ready-made versions of what it teaches raise."""
+    """While a call of `topic`'s code runs, the ready-made versions of what it teaches raise (and
+    the call is recorded, even if learner code catches the error). The guards are installed once;
+    a call only says which rule is active."""
     rule = topics.shortcut_rule(topic) if topic in topics.NAMES else None
-    if rule is None:
-        yield
-        return
-    saved = [(owner, attr, getattr(owner, attr)) for owner, attr in _targets(rule)]
-
-    def blocked(name):
-        def refuse(*args, **kwargs):
-            record["shortcut"] = record["shortcut"] or name
-            raise ShortcutError(f"your {topic} code called {name}: {rule.message(topic)}")
-        return refuse
-
+    before = dict(_active)
+    _active.update(rule=rule, topic=topic, record=record)
     try:
-        for owner, attr, _ in saved:
-            setattr(owner, attr, blocked(f"{getattr(owner, '__name__', '')}.{attr}".lstrip(".")))
         yield
     finally:
-        for owner, attr, original in saved:
-            setattr(owner, attr, original)
+        _active.update(before)
 
 
-_TARGETS: dict = {}
+def _install(rule) -> None:
+    for dotted in rule.runtime:
+        if dotted in _installed:
+            continue
+        owner_name, _, attr = dotted.rpartition(".")
+        owner = _resolve(owner_name)
+        original = getattr(owner, attr)
+        _installed[dotted] = original
+        setattr(owner, attr, _guard(dotted, original))
 
 
-def _targets(rule) -> list:
-    """(owner, attribute) for each of the rule's runtime names, resolved once."""
-    if rule not in _TARGETS:
-        _TARGETS[rule] = [(_resolve(owner), attr) for owner, _, attr in (d.rpartition(".") for d in rule.runtime)]
-    return _TARGETS[rule]
+def _guard(dotted: str, original):
+    shown = dotted.replace("torch.nn.functional.", "F.")
+
+    def guarded(*args, **kwargs):
+        rule = _active["rule"]
+        if rule is not None and dotted in rule.runtime:
+            record = _active["record"]
+            record["shortcut"] = record["shortcut"] or shown
+            raise ShortcutError(f"your {_active['topic']} code called {shown}: {rule.message(_active['topic'])}")
+        return original(*args, **kwargs)
+    guarded.__wrapped__ = original
+    return guarded
 
 
 def _resolve(dotted: str):
