@@ -135,10 +135,13 @@ def grade_in_subprocess(names, impl: str | None = None, bundle: str | None = Non
                         python: str | None = None) -> dict[str, TopicResult]:
     """grade() in a new process: what a notebook kernel (where learner code runs) uses, so that
     the verdict is made where no learner code has ever run."""
+    import os
     import subprocess
     command = [python or sys.executable, "-m", "kata.grading", *names, "--timeout", str(timeout)]
     command += ["--bundle", bundle] if bundle else ["--impl", str(impl)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=str(TESTS.parent))
+    here = str(Path(__file__).resolve().parent.parent)  # this kata, installed or in a clone, comes first
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)  # in the caller's folder
     try:
         data = json.loads(done.stdout)
     except ValueError:
