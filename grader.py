@@ -31,7 +31,7 @@ from kata import topics
 from kata.loader import ImplNotFound, resolve, show_path
 from kata.notebook import Check, check, explain, hint  # noqa: F401 - the notebook's entry points
 
-TIMEOUT = 5  # seconds a call of learner code may take (the tests' calls take milliseconds)
+TIMEOUT = 3  # seconds a call of learner code may take (the tests' calls take milliseconds)
 
 
 class UsageError(Exception):

@@ -3,9 +3,11 @@
     python benchmarks/grader_latency.py [--runs 5]
 
 1. Times `python -c "import torch"` (the floor) and `python grader.py --impl solutions` `runs`
-   times each, alternating, and prints the medians and their ratio (goal: <= 2.5).
-2. Starts `python grader.py --watch` on a copy of solutions/, saves batchnorm.py `runs` times and
-   prints the median time from the save to the verdict line.
+   times each, alternating, and prints the medians and their ratio (goal: <= 1.6).
+2. Times a grade of a tree whose kaiming_std never returns, against the normal grade (goal: <= 4x),
+   and `pytest -m kaiming` on that tree.
+3. Starts `python grader.py --watch` on a copy of solutions/, saves batchnorm.py `runs` times and
+   prints the median time from the save to the verdict line (goal: <= 0.5 s).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "batchnorm"
+HANG = "\n\ndef kaiming_std(fan_in, nonlinearity='tanh'):\n    while True:\n        pass\n"
 
 
 def timed(command) -> float:
@@ -32,15 +35,28 @@ def timed(command) -> float:
     return time.perf_counter() - start
 
 
-def one_shot(runs: int) -> None:
-    floor, grade = [], []
-    for _ in range(runs):  # alternate, so that machine load hits both alike
-        floor.append(timed([sys.executable, "-c", "import torch"]))
-        grade.append(timed([sys.executable, "grader.py", "--impl", "solutions"]))
-    f, g = statistics.median(floor), statistics.median(grade)
-    print(f"python -c 'import torch'            median {f:.2f} s  ({', '.join(f'{x:.2f}' for x in floor)})")
-    print(f"python grader.py --impl solutions   median {g:.2f} s  ({', '.join(f'{x:.2f}' for x in grade)})")
-    print(f"ratio {g / f:.2f} (goal <= 2.5)")
+def medians(runs: int, commands: dict) -> dict:
+    """Each command `runs` times, interleaved, so that machine load hits them alike."""
+    times = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, command in commands.items():
+            times[name].append(timed(command))
+    for name, values in times.items():
+        print(f"{name:<44} median {statistics.median(values):6.2f} s  ({', '.join(f'{x:.2f}' for x in values)})")
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def one_shot(runs: int, hung: Path) -> None:
+    m = medians(runs, {
+        "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+        "python grader.py --impl solutions": [sys.executable, "grader.py", "--impl", "solutions"],
+        "python grader.py --impl <kaiming_std hangs>": [sys.executable, "grader.py", "--impl", str(hung)],
+        "pytest -m kaiming --impl=<kaiming_std hangs>": [sys.executable, "-m", "pytest", "-q", "-m", "kaiming",
+                                                          "-p", "no:cacheprovider", f"--impl={hung}"],
+    })
+    floor, grade = m["python -c 'import torch'"], m["python grader.py --impl solutions"]
+    print(f"ratio grader / import torch: {grade / floor:.2f} (goal <= 1.6)")
+    print(f"ratio hung grade / grade: {m['python grader.py --impl <kaiming_std hangs>'] / grade:.2f} (goal <= 4)")
 
 
 def watch(runs: int) -> None:
@@ -50,7 +66,7 @@ def watch(runs: int) -> None:
         proc = subprocess.Popen([sys.executable, "-u", "grader.py", "--watch", "--impl", str(impl)], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put((time.perf_counter(), l)) for l in proc.stdout],
+        threading.Thread(target=lambda: [lines.put((time.perf_counter(), line)) for line in proc.stdout],
                          daemon=True).start()
 
         def wait_for(pattern: str, limit: float = 60) -> float:
@@ -70,7 +86,7 @@ def watch(runs: int) -> None:
                 path.write_text(path.read_text() + f"\n# save {k}\n")
                 latencies.append(wait_for(rf"^\[\d\d:\d\d:\d\d\]\s+\d+\s+{TOPIC}\s") - saved)
             print(f"watch: save -> verdict median {statistics.median(latencies):.2f} s  "
-                  f"({', '.join(f'{x:.2f}' for x in latencies)}; includes up to 0.1 s of polling)")
+                  f"({', '.join(f'{x:.2f}' for x in latencies)}; includes up to 0.1 s of polling; goal <= 0.5)")
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
@@ -80,7 +96,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    one_shot(args.runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        hung = Path(tmp) / "hung"
+        shutil.copytree(ROOT / "solutions", hung, ignore=shutil.ignore_patterns("__pycache__"))
+        (hung / "kaiming.py").write_text((hung / "kaiming.py").read_text() + HANG)
+        one_shot(args.runs, hung)
     watch(args.runs)
 
 

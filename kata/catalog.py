@@ -24,20 +24,21 @@ from pathlib import Path
 
 from kata import generate, topics
 from kata.loader import BUILTIN, ROOT
+from kata.results import Record
 
 
 @dataclass
 class Verdict:
     """What a topic's tests did to one implementation folder."""
     passed: int = 0
-    failed: list = field(default_factory=list)  # (test id, failure text, mistake id or None)
+    failed: list = field(default_factory=list)  # kata.results.Record of each failing test
 
     def text(self) -> str:
-        return "\n".join(message for _, message, _ in self.failed)
+        return "\n".join(r.text for r in self.failed)
 
     def mistakes(self) -> set:
         """The catalogued mistakes the failures named (a field of each failure, kata/failure.py)."""
-        return {mistake for _, _, mistake in self.failed if mistake}
+        return {r.mistake for r in self.failed if r.mistake}
 
 
 def apply(mistake: topics.Mistake, source: str) -> str:
@@ -75,13 +76,12 @@ def run_tests(test_files, impl_dirs, workdir: Path, extra=(), topics_of=None) ->
         raise RuntimeError(f"pytest wrote no records (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     names = [Path(d).name for d in impl_dirs]
     verdicts = {name: Verdict() for name in names}
-    for record in json.loads(report.read_text(encoding="utf-8")):
-        name = record["id"].split("::", 1)[1]
-        owner = names[0] if len(names) == 1 else _owner(name, names)
-        if record["passed"]:
+    for record in map(lambda fields: Record(**fields), json.loads(report.read_text(encoding="utf-8"))):
+        owner = names[0] if len(names) == 1 else _owner(record.name, names)
+        if record.passed:
             verdicts[owner].passed += 1
         else:
-            verdicts[owner].failed.append((record["id"], record["text"], record["mistake"]))
+            verdicts[owner].failed.append(record)
     return verdicts
 
 

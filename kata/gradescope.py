@@ -105,7 +105,7 @@ def tampered(manifest: dict, root: Path) -> list[str]:
     return sorted(rel for rel in set(manifest) | set(now) if manifest.get(rel) != now.get(rel))
 
 
-def run(root: Path, timeout: float = 5) -> dict:
+def run(root: Path, timeout: float = 3) -> dict:
     """Grade the submission under `root` and write root/results/results.json; return it."""
     from kata import grading, scorecard  # noqa: F401 - imported before any learner code runs
     source = root / "source"
@@ -152,7 +152,7 @@ def _readable(folder: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kata.gradescope", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
-    parser.add_argument("--timeout", type=float, default=5)
+    parser.add_argument("--timeout", type=float, default=3)
     args = parser.parse_args(argv)
     data = run(args.root.resolve(), args.timeout)
     print(f"score {data['score']}/{data['max_score']}")

@@ -54,6 +54,12 @@ def test_file(topic: str) -> Path:
     return TESTS / f"test_{topic}.py"
 
 
+def topic_of_file(path) -> str:
+    """The inverse of test_file, for what fails before any test exists (a file that cannot be
+    collected); once collected, a test's topic is its marker (kata.plugin.topic_of)."""
+    return Path(path).stem.removeprefix("test_")
+
+
 # ---------------------------------------------------------------- running pytest
 class Collector:
     """Collects kata.plugin's records as each test finishes, and collection errors."""
@@ -65,7 +71,7 @@ class Collector:
 
     def pytest_collectreport(self, report):
         if report.failed:
-            self.collect_errors[Path(report.nodeid.split("::")[0]).stem] = str(report.longrepr)[-3000:]
+            self.collect_errors[topic_of_file(report.nodeid.split("::")[0])] = str(report.longrepr)[-3000:]
 
     def pytest_configure(self, config):
         self.config = config
@@ -123,8 +129,7 @@ def grade(names=topics.NAMES, impl: Path | str = BUILTIN["exercises"], *, timeou
     for rec in collector.records:
         if rec.topic in results:
             results[rec.topic].tests.append(rec)
-    for stem, text in collector.collect_errors.items():
-        topic = stem.removeprefix("test_")
+    for topic, text in collector.collect_errors.items():
         if topic in results:
             results[topic].problem = f"the test file could not be collected:\n{text}"
     return results

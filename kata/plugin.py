@@ -93,7 +93,7 @@ def pytest_generate_tests(metafunc):
     pairs = metafunc.config.getoption("impl_for")
     impls = None
     if pairs:
-        topic = metafunc.module.__name__.rpartition("test_")[2]
+        topic = topic_of(metafunc.definition)
         impls = [path for t, _, path in (pair.partition("=") for pair in pairs) if t == topic]
     elif len(_impls(metafunc.config)) > 1:
         impls = _impls(metafunc.config)

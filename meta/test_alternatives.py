@@ -35,7 +35,7 @@ def verdicts(tmp_path_factory):
 @pytest.mark.parametrize("tree", TREES)
 def test_topic_tests_pass_on_other_correct_implementations(tree, verdicts):
     verdict = verdicts[tree]
-    failures = "\n".join(f"{name}: {text[:600]}" for name, text in verdict.failed)
+    failures = "\n".join(f"{r.id}: {r.text[:600]}" for r in verdict.failed)
     assert not verdict.failed, f"meta/alternatives/{tree} is correct but fails:\n{failures}"
     assert verdict.passed >= 80, f"only {verdict.passed} topic tests ran on meta/alternatives/{tree}"
 
