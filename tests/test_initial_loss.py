@@ -141,7 +141,9 @@ def test_scale_output_layer_default_scale_is_the_lectures_0_01(topic, gen):
     W, b = draw_layer(gen, 200, 27)
     out, shown = call_scale(topic, W, b)
     W2, b2 = unpack(out, shown, W, b)
-    expect_close(W2, W * 0.01, call=shown, what="returned W' =", suspects=weight_suspects(W, 0.01), **TOL,
+    wrong = [Suspect("wrong_default_scale", W * s, f"that is W * {s}: without a scale argument it is the "
+                                                   "lecture's 0.01") for s in (0.1, 0.001)]
+    expect_close(W2, W * 0.01, call=shown, what="returned W' =", suspects=[*wrong, *weight_suspects(W, 0.01)], **TOL,
                  why="the default scale is 0.01, the lecture's W2 * 0.01")
     expect_close(b2, torch.zeros_like(b), call=shown, what="returned b' =", suspects=bias_suspects(b, 0.01), **TOL)
 

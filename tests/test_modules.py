@@ -486,6 +486,8 @@ def test_linear_init_defaults_to_a_zero_bias_and_the_global_rng(modules, seed):
         first = modules.Linear(6, 5)
         torch.manual_seed(seed % 2**31)
         again = modules.Linear(6, 5)
+    expect(first.bias is not None, f"{shown}.bias is None: bias=True is the default (only Linear(..., bias=False) "
+                                   "has none)", mistake="wrong_default_bias")
     bias = expect_tensor(first.bias, f"{shown}.bias", shape=(5,))
     expect(bool((bias == 0).all()), f"{shown}.bias is {bias.tolist()}, expected zeros(5): bias=True is the default")
     expect(torch.equal(first.weight, again.weight),

@@ -211,7 +211,8 @@ def test_zero_init_grads_defaults_are_the_lecture_sizes(topic, gen):
     for name, shape in expected.items():
         expect(tuple(grads[name].shape) == shape,
                f"{shown}[{name!r}] has shape {tuple(grads[name].shape)}, expected {shape}: the defaults are the "
-               "lecture's vocab_size=27, n_embd=10, n_hidden=200 (block_size 3 comes from X)")
+               "lecture's vocab_size=27, n_embd=10, n_hidden=200 (block_size 3 comes from X)",
+               mistake="wrong_default_size")
     expect_close(grads["b2"], autograd_grads(X, Y, 27, 10, 200)["b2"], call=shown, what="gave b2's gradient", **TOL)
 
 
