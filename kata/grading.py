@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from kata import remote, topics
-from kata.loader import BUILTIN, ROOT, TESTS, show_path
-from kata.results import Record, Status, TopicResult  # noqa: F401 - the grader's results
+from kata.loader import BUILTIN, TESTS, show_path
+from kata.results import Record, Status, TopicResult  # noqa: F401 - Status: the results, for importers
 
 TIMEOUT = remote.CALL_TIMEOUT
 

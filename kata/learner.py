@@ -488,7 +488,17 @@ def die_with_parent() -> None:
             pass
 
 
-def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle: dict | None = None) -> None:
+def load_bundle(path: str | None) -> dict | None:
+    """The notebook's objects, pickled by the notebook (cloudpickle): unpickled here, in the learner
+    process, never in the test process."""
+    if not path:
+        return None
+    import cloudpickle
+    with open(path, "rb") as f:
+        return cloudpickle.load(f)
+
+
+def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle_path: str | None = None) -> None:
     """Body of a forked learner process; never returns."""
     code = 0
     try:
@@ -501,7 +511,7 @@ def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle: dict | None = None)
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
         prepare()
-        Server(wire.Channel(fd_in, fd_out), bundle).serve()
+        Server(wire.Channel(fd_in, fd_out), load_bundle(bundle_path)).serve()
     except BaseException:  # noqa: BLE001 - report and leave; the test process sees the pipe close
         code = 70
         traceback.print_exc()
@@ -529,12 +539,8 @@ def _max_fd() -> int:
 
 def main(argv) -> int:
     fd_in, fd_out = int(argv[0]), int(argv[1])
-    bundle = None
-    if len(argv) > 2:
-        import cloudpickle  # the notebook's own functions and classes, pickled by the notebook
-        with open(argv[2], "rb") as f:
-            bundle = cloudpickle.load(f)
     prepare()
+    bundle = load_bundle(argv[2] if len(argv) > 2 else None)
     gc.freeze()
     Server(wire.Channel(fd_in, fd_out), bundle).serve()
     return 0

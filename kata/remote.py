@@ -85,12 +85,11 @@ class LearnerProcess:
         self.popen = None
         self.channel: wire.Channel | None = None
         self.log = None
-        self.stopped: dict[str, str] = {}   # call key -> why its later calls are not run
+        self.stopped: dict[str, tuple] = {}  # call key -> (Kind, why) its later calls are not run
         self.names: dict[tuple, dict] = {}  # (generation, impl, topic) -> {name: kind}
         self.release: list[int] = []        # handle ids the tests no longer hold
         self.handles: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.rng = None  # the global RNG state the learner process has, as bytes (None: unknown)
-        self.lock = threading.RLock()
 
     # ------------------------------------------------------------ life
     def start(self) -> None:
@@ -101,16 +100,16 @@ class LearnerProcess:
         sys.stderr.flush()
         if can_fork():
             pid = os.fork()
-            if pid == 0:  # the learner process: never returns into the test process's code
+            if pid == 0:  # the learner process: it never returns into the test process's code
                 try:
                     os.close(parent_out)
                     os.close(parent_in)
                     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
                         signal.signal(sig, signal.SIG_DFL)
-                    bundle = _read_bundle(self.bundle) if self.bundle else None
-                finally:
                     from kata import learner
-                    learner.run_forked(child_in, child_out, self.log.fileno(), bundle)
+                    learner.run_forked(child_in, child_out, self.log.fileno(), self.bundle)
+                finally:
+                    os._exit(70)
             self.pid = pid
         else:
             command = [sys.executable, "-m", "kata.learner", str(child_in), str(child_out)]
@@ -145,6 +144,8 @@ class LearnerProcess:
             pass
         status = self._reap()
         _running.discard(self)
+        self.log_text = self.log_tail()
+        self.log.close()
         return status
 
     def _reap(self) -> int | None:
@@ -158,8 +159,9 @@ class LearnerProcess:
             return None
 
     def log_tail(self, limit: int = 1200) -> str:
-        if self.log is None:
-            return ""
+        """The end of what the learner process printed (its stdout and stderr)."""
+        if self.log is None or self.log.closed:
+            return getattr(self, "log_text", "")
         self.log.seek(0)
         return self.log.read()[-limit:].decode("utf-8", "replace").strip()
 
@@ -168,46 +170,45 @@ class LearnerProcess:
         """Send one request and wait for its reply, serving the learner's callbacks meanwhile.
         Returns (reply header, decoder); raises LearnerProcessFailure on a timeout or a crash."""
         __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
-        with self.lock:
-            if key in self.stopped:
-                raise LearnerProcessFailure(f"not run: {self.stopped[key]}", Kind.TIMEOUT
-                                            if "timed out" in self.stopped[key] else Kind.CRASH)
-            if not self.alive():
-                self.start()
-            encoder = encoder or wire.Encoder(self.other)
-            if self.release:
-                header["release"], self.release = self.release, []
-            try:
-                self.channel.send(*wire.message(header, encoder))
-                while True:
-                    deadline = time.monotonic() + self.timeout
-                    reply, blobs = self.channel.recv(lambda fd: _wait(fd, deadline))
-                    if reply.get("op") != "callback":
-                        break
-                    self.serve_callback(reply, blobs, encoder)
-            except _Deadline:
-                self.stop()
-                self.stopped[key] = f"{what} timed out in an earlier test (after {self.timeout:g} s)"
-                raise LearnerProcessFailure(
-                    f"{what} timed out after {self.timeout:g} s: the code is still running (an infinite loop, or a "
-                    "loop much longer than this exercise needs); the learner process was stopped and restarted",
-                    Kind.TIMEOUT) from None
-            except (EOFError, BrokenPipeError, OSError):
-                status = self.stop()
-                tail = self.log_tail()
-                how = _exit_words(status)
-                self.stopped[key] = f"{what} ended the learner process in an earlier test ({how})"
-                raise LearnerProcessFailure(
-                    f"{what} ended the learner process ({how}): os._exit(), a crash of the interpreter, or a signal. "
-                    "No test can catch that, so it counts as a failure" + (f"\nits last output:\n{tail}" if tail else ""),
-                    Kind.CRASH) from None
-            except wire.WireError as e:
-                self.stop()
-                raise LearnerProcessFailure(f"{what}: the learner process sent a malformed reply ({e})",
-                                            Kind.CRASH) from None
-            decoder = self.decoder(blobs)
-            decoder.on_tensor = _marker(encoder)
-            return reply, decoder, encoder
+        if key in self.stopped:
+            kind, why = self.stopped[key]
+            raise LearnerProcessFailure(f"not run: {why}", kind)
+        if not self.alive():
+            self.start()
+        encoder = encoder or wire.Encoder(self.other)
+        if self.release:
+            header["release"], self.release = self.release, []
+        try:
+            self.channel.send(*wire.message(header, encoder))
+            while True:
+                deadline = time.monotonic() + self.timeout
+                reply, blobs = self.channel.recv(lambda fd: _wait(fd, deadline))
+                if reply.get("op") != "callback":
+                    break
+                self.serve_callback(reply, blobs, encoder)
+        except _Deadline:
+            self.stop()
+            self.stopped[key] = (Kind.TIMEOUT, f"{what} timed out in an earlier test (after {self.timeout:g} s)")
+            raise LearnerProcessFailure(
+                f"{what} timed out after {self.timeout:g} s: the code is still running (an infinite loop, or a "
+                "loop much longer than this exercise needs); the learner process was stopped and restarted",
+                Kind.TIMEOUT) from None
+        except (EOFError, BrokenPipeError, OSError):
+            status = self.stop()
+            tail = self.log_tail()
+            how = _exit_words(status)
+            self.stopped[key] = (Kind.CRASH, f"{what} ended the learner process in an earlier test ({how})")
+            raise LearnerProcessFailure(
+                f"{what} ended the learner process ({how}): os._exit(), a crash of the interpreter, or a signal. "
+                "No test can catch that, so it counts as a failure" + (f"\nits last output:\n{tail}" if tail else ""),
+                Kind.CRASH) from None
+        except wire.WireError as e:
+            self.stop()
+            raise LearnerProcessFailure(f"{what}: the learner process sent a malformed reply ({e})",
+                                        Kind.CRASH) from None
+        decoder = self.decoder(blobs)
+        decoder.on_tensor = _marker(encoder)
+        return reply, decoder, encoder
 
     def serve_callback(self, header: dict, blobs, outer: wire.Encoder) -> None:
         """Run a callable of the test's (registered in the outer request) for learner code."""
@@ -663,12 +664,6 @@ def _read_sources(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
-
-
-def _read_bundle(path: str):
-    import cloudpickle
-    with open(path, "rb") as f:
-        return cloudpickle.load(f)
 
 
 class _default_dtype:

@@ -3,7 +3,6 @@ loader). Built here, installed into a folder outside the repository, and used fr
 kernel whose only kata is that folder's."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
