@@ -502,6 +502,7 @@ def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle_path: str | None = N
     """Body of a forked learner process; never returns."""
     code = 0
     try:
+        os.setpgid(0, 0)  # a process group of its own: stopping it stops what learner code started
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         null = os.open(os.devnull, os.O_RDONLY)

@@ -116,7 +116,8 @@ class LearnerProcess:
             if self.bundle:
                 command.append(self.bundle)
             self.popen = subprocess.Popen(command, pass_fds=(child_in, child_out), stdin=subprocess.DEVNULL,
-                                          stdout=self.log, stderr=subprocess.STDOUT, close_fds=True)
+                                          stdout=self.log, stderr=subprocess.STDOUT, close_fds=True,
+                                          process_group=0 if hasattr(os, "setpgid") else None)
             self.pid = self.popen.pid
         os.close(child_in)
         os.close(child_out)
@@ -138,10 +139,13 @@ class LearnerProcess:
             except OSError:
                 pass
         self.channel = None
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        try:  # the learner's process group: processes learner code started go with it
+            os.killpg(self.pid, signal.SIGKILL) if hasattr(os, "killpg") else os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         status = self._reap()
         _running.discard(self)
         self.log_text = self.log_tail()
