@@ -271,6 +271,11 @@ for folder in (Path.cwd(), *Path.cwd().parents):
     if (folder / "kata" / "topics.py").is_file() and (folder / "grader.py").is_file():
         sys.path.insert(0, str(folder))
         break
+try:
+    import kata
+except ModuleNotFoundError:
+    raise ModuleNotFoundError('the kata is not installed here: pip install -e ".[notebook]" in a clone, or in '
+                              'Colab first run the install cell from the README, "In Colab, without a clone"') from None
 
 import matplotlib.pyplot as plt
 import torch
@@ -300,7 +305,10 @@ that need it print one line saying which topic to finish first; nothing stops wi
 * `explain("batchnorm")` answers questions viewers asked about that part of the lecture.
 
 The experiments use the lecture's data, seeds and sizes, with shorter training runs than its
-200,000 steps so that each cell takes seconds. `python -m kata lecture` runs the full length."""
+200,000 steps so that each cell takes seconds. `python -m kata lecture` runs the full length.
+
+Locally: `pip install -e ".[notebook]"` in the kata's folder, then open this file in Jupyter or
+VS Code. In Colab: run the install cell from the README's "In Colab, without a clone" first."""
 
 DATA = '''\
 data = kata.data.load()  # names.txt: $MAKEMORE_NAMES, the user cache, or a download (once, checked by sha256)

@@ -100,6 +100,15 @@ def test_workbook_is_valid_nbformat():
     nbformat.validate(nbformat.reads(workbook.NOTEBOOK.read_text(encoding="utf-8"), as_version=4))
 
 
+@pytest.mark.parametrize("reference", [False, True], ids=["stubs", "reference"])
+def test_workbook_every_code_cell_is_python(reference):
+    """Found here in milliseconds rather than as an error cell a kernel run later (IPython magics,
+    `%matplotlib inline`, are not Python and are left out)."""
+    for cell in json.loads(workbook.render(reference=reference))["cells"]:
+        if cell["cell_type"] == "code":
+            ast.parse(re.sub(r"^%.*$", "", source(cell), flags=re.M), filename=cell["id"])
+
+
 def test_workbook_has_spec_stub_and_check_for_every_topic_in_curriculum_order():
     cells = committed()["cells"]
     ids = [c["id"] for c in cells]
