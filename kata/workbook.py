@@ -193,7 +193,7 @@ def spec_markdown(topic: str, solution: str) -> str:
     number = topics.NAMES.index(topic) + 1
     intro = re.sub(r"^Topic \d+, \w+: ", "", inspect.cleandoc(ast.get_docstring(tree, clean=False) or ""))
     intro = intro[:1].upper() + intro[1:]
-    intro = re.sub(r"See kata/notes/(\w+)\.md", r'See `explain("\1")` (kata/notes/\1.md)', intro)
+    intro = re.sub(r"See kata/notes/(\w+)\.md", r'See `explain("\1")`', intro)  # it prints that file
     parts = [f"## {number}. `{topic}`: {t.section}", "\n\n".join(prose(p) for p in intro.split("\n\n"))]
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
@@ -284,6 +284,8 @@ import torch.nn.functional as F
 import kata.data
 from grader import check, explain, hint  # grade what you define in a cell; hints; viewer questions
 from kata.workbook import ready          # an experiment runs only once the topics it calls are done
+from kata.deepnet import LECTURE as DEEP_NET  # the lecture's printed tables, shown beside your numbers
+from kata.mlp import LECTURE as LOSS_LOG      # (train, val) after 200,000 steps, per loss-log stage
 
 %matplotlib inline
 torch.set_num_threads(1)  # tiny tensors: one thread is faster than two that keep synchronising
@@ -828,10 +830,6 @@ print(f"val loss: with BatchNorm1d (eval) {split_loss(lambda X: deep_forward(C, 
 '''),
 )
 
-# Lecture tables the experiments print beside the learner's numbers: imported, not copied.
-LECTURE_IMPORTS = "from kata.deepnet import LECTURE as DEEP_NET  # the deep net's printed table\n" \
-                  "from kata.mlp import LECTURE as LOSS_LOG    # the loss log: (train, val) per stage\n"
-
 OUTRO = """\
 ## Where next
 
@@ -860,7 +858,7 @@ def experiment_code(e: Experiment) -> str:
 
 def cells(solutions: Path = BUILTIN["solutions"], reference: bool = False) -> list[dict]:
     """Every cell, in order: set-up, data, the MLP, then per topic spec, code, check and experiment."""
-    out = [_cell("markdown", "intro", INTRO), _cell("code", "setup", SETUP + LECTURE_IMPORTS),
+    out = [_cell("markdown", "intro", INTRO), _cell("code", "setup", SETUP),
            _cell("markdown", "data-intro", "## The data\n\nThe lecture's names, split 80/10/10 after "
                  "`random.seed(42)`, with contexts of 3 characters."),
            _cell("code", "data", DATA), _cell("code", "mlp", MLP)]

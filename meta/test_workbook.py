@@ -13,9 +13,11 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from kata import generate, topics, workbook
 from kata.loader import BUILTIN, ROOT
@@ -167,6 +169,48 @@ def test_workbook_own_cells_never_rebind_a_contract_name():
 
 def test_workbook_experiment_ids_are_the_ones_tested_here():
     assert [c["metadata"]["kata"]["id"] for c in kata_cells(committed(), "experiment")] == list(EXPERIMENTS)
+
+
+# ---------------------------------------------------------------- ready(): the experiments' guard
+
+
+def topic_namespace(reference: bool) -> dict:
+    """The names the notebook's topic cells define, run in order as a kernel would run them."""
+    namespace = {"__name__": "__main__"}
+    for cell in kata_cells(json.loads(workbook.render(reference=reference)), "topic"):
+        exec(compile(source(cell), cell["id"], "exec"), namespace)  # noqa: S102 - the kata's own cells
+    return namespace
+
+
+def test_ready_finds_every_reference_topic_done_and_every_stub_not():
+    done, stubs = topic_namespace(reference=True), topic_namespace(reference=False)
+    for topic in topics.NAMES:
+        assert workbook.problem(topic, done) == "", topic
+        assert workbook.problem(topic, stubs) == f"{workbook.check_call(topic)} says what is left", topic
+
+
+def test_ready_names_a_missing_definition_a_none_return_and_an_error():
+    done = topic_namespace(reference=True)
+    missing = {k: v for k, v in done.items() if k != "batchnorm_forward"}
+    assert workbook.problem("batchnorm", missing).startswith("batchnorm_forward is not defined: run the batchnorm cell")
+    no_return = {**done, "calibrate": lambda preacts: None}
+    assert workbook.problem("running_stats", no_return).startswith("calibrate returned None (a missing return?)")
+    half = {**done, "scale_output_layer": lambda W, b, scale=0.01: (W * scale, None)}
+    assert workbook.problem("initial_loss", half).startswith("scale_output_layer returned None")
+
+    shape_error = {**done, "batchnorm_forward": lambda x, gamma, beta, eps=1e-5: x @ torch.ones(5)}  # (3, 2) @ (5,)
+    assert workbook.problem("batchnorm", shape_error).startswith("batchnorm_forward raised RuntimeError")
+
+
+def test_ready_prints_one_line_for_the_earliest_unfinished_topic(monkeypatch, capsys):
+    main = types.ModuleType("__main__")
+    vars(main).update(topic_namespace(reference=False))
+    vars(main).update({k: v for k, v in topic_namespace(reference=True).items()
+                       if k in topics.get("initial_loss").names})
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert workbook.ready("running_stats", "initial_loss", "no_grad") is False
+    assert capsys.readouterr().out == 'finish no_grad first: check("no_grad", split_loss) says what is left\n'
+    assert workbook.ready("initial_loss") is True and capsys.readouterr().out == ""
 
 
 # ---------------------------------------------------------------- executed in a real kernel
