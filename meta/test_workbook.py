@@ -1,0 +1,353 @@
+"""The workbook, notebooks/workbook.ipynb: generated from solutions/ (a changed solution without a
+regenerated notebook fails here), committed without outputs or machine paths, and, executed with
+nbclient in a real kernel, free of error cells in both versions. The shipped stubs: every check
+fails and every experiment prints which topic to finish. The reference: every check passes and
+every experiment draws its figures and prints the lecture's numbers from the learner's functions."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from kata import generate, topics, workbook
+from kata.loader import BUILTIN, ROOT
+
+REAL = os.environ.get("MAKEMORE_NAMES") or str(ROOT.parent / "shared/data/names.txt")
+CELL_TIMEOUT = 120  # seconds per cell; the slowest (viz #1 to #3, two deep-net builds, 1,001 steps) takes ~5 s
+
+# What each experiment must do, written here rather than read from the generator's metadata:
+# id: (the topic the stub run asks to finish first, figures in the reference run,
+#      a pattern of what the learner's functions compute there, at the lecture's value)
+EXPERIMENTS = {
+    "starter": ("no_grad", 0, r"split_loss at init: train 26\.0047"),
+    "initial_loss": ("initial_loss", 1, r"naive init, first batch: 27\.8817.*\n.*\n.*0\.01\): first batch 3\.3221"),
+    "saturation": ("initial_loss", 3, r"saturation_fraction\(h\) = 0\.6095"),
+    "kaiming": ("initial_loss", 2, r"hpreact std 1\.52, 8\.14% of"),
+    "batchnorm": ("saturation", 1, r"column std 1\.0000 dividing by N"),
+    "bn_training": ("no_grad", 1, r"running \(EMA\): train 2\.\d+, val 2\.\d+\n +calibrated: train 2\.\d+"),
+    "deep_net": ("modules", 0, r"^47,024 parameters"),
+    "bias": ("modules", 0, r"redundant_biases\(layers\) = \[0, 3, 6, 9, 12, 15\].*\n(?:.*\n)*.*removed 527 scalars"),
+    "diagnostics": ("no_grad", 4, r"layer  2 \(Tanh\): mean [+-]0\.00, std 0\.6\d"),
+    "update_ratio": ("modules", 1, r"mean of the last 100 steps: \(27, 10\) -\d\.\d\d"),
+    "zero_init": ("no_grad", 1, r"unigram_loss\(Ytr\) = 2\.8226.*\n(?:.*\n)*.*moved: \['b2'\]"),
+    "fold": ("no_grad", 0, r"torch\.allclose\(rtol=1e-4, atol=1e-5\): True"),
+}
+
+
+def committed() -> dict:
+    return json.loads(workbook.NOTEBOOK.read_text(encoding="utf-8"))
+
+
+def kata_cells(nb, kind: str) -> list:
+    return [c for c in nb["cells"] if c["metadata"].get("kata", {}).get("kind") == kind]
+
+
+def source(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+# ---------------------------------------------------------------- generated, and in step with solutions/
+
+
+def test_workbook_committed_is_what_the_generator_writes():
+    assert not workbook.drift(), "notebooks/workbook.ipynb is out of date with solutions/: run python -m kata.workbook"
+    assert workbook.main(["--check"]) == 0
+
+
+def test_workbook_drift_is_reported_when_a_solution_docstring_changes(tmp_path, monkeypatch):
+    changed = tmp_path / "solutions"
+    shutil.copytree(BUILTIN["solutions"], changed)
+    path = changed / "batchnorm.py"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("Shape: x: (N, C), gamma: (C,)", "Shape: x: (N, D), gamma: (D,)"), encoding="utf-8")
+    assert workbook.drift(solutions=changed), "a changed spec must make the committed notebook stale"
+    stale = tmp_path / "workbook.ipynb"
+    stale.write_text(workbook.render(changed), encoding="utf-8")
+    monkeypatch.setattr(workbook, "NOTEBOOK", stale)
+    assert workbook.main(["--check"]) == 1
+
+
+def test_workbook_reference_follows_a_changed_solution_body(tmp_path):
+    changed = tmp_path / "solutions"
+    shutil.copytree(BUILTIN["solutions"], changed)
+    path = changed / "initial_loss.py"
+    path.write_text(path.read_text(encoding="utf-8").replace("return W * scale, b * 0", "return W * scale, b * 0.0"),
+                    encoding="utf-8")
+    assert "b * 0.0" in workbook.render(changed, reference=True)
+    # the shipped notebook holds stubs only, so a body change leaves it as it is
+    assert not workbook.drift(solutions=changed)
+
+
+def test_workbook_committed_has_no_outputs_and_no_machine_paths():
+    text = workbook.NOTEBOOK.read_text(encoding="utf-8")
+    for cell in kata_cells(committed(), "check") + kata_cells(committed(), "experiment"):
+        assert cell["outputs"] == [] and cell["execution_count"] is None, cell["id"]
+    assert all(c.get("outputs", []) == [] for c in committed()["cells"])
+    for path in ("/work/", "/home/", "/tmp/", "/root/", "C:\\\\", "site-packages"):
+        assert path not in text, f"the committed notebook names a path of one machine: {path}"
+
+
+def test_workbook_is_valid_nbformat():
+    nbformat = pytest.importorskip("nbformat")
+    nbformat.validate(nbformat.reads(workbook.NOTEBOOK.read_text(encoding="utf-8"), as_version=4))
+
+
+@pytest.mark.parametrize("reference", [False, True], ids=["stubs", "reference"])
+def test_workbook_every_code_cell_is_python(reference):
+    """Found here in milliseconds rather than as an error cell a kernel run later (IPython magics,
+    `%matplotlib inline`, are not Python and are left out)."""
+    for cell in json.loads(workbook.render(reference=reference))["cells"]:
+        if cell["cell_type"] == "code":
+            ast.parse(re.sub(r"^%.*$", "", source(cell), flags=re.M), filename=cell["id"])
+
+
+def test_workbook_has_spec_stub_and_check_for_every_topic_in_curriculum_order():
+    cells = committed()["cells"]
+    ids = [c["id"] for c in cells]
+    assert [c["metadata"]["kata"]["topic"] for c in kata_cells(committed(), "check")] == list(topics.NAMES)
+    for topic in topics.NAMES:
+        spec, code, check = ids.index(f"{topic}-spec"), ids.index(f"{topic}-code"), ids.index(f"{topic}-check")
+        assert spec + 1 == code and code + 1 == check, topic
+        assert source(cells[check]) == f'check("{topic}", {", ".join(topics.get(topic).names)})'
+        for label in ("**Formula", "**Shape**", "**Lecture value:**"):
+            assert label in source(cells[spec]), f"{topic}'s spec has no {label}"
+
+
+def test_workbook_stub_cells_are_the_generated_exercise_stubs():
+    """Every raise in a stub cell is one of exercises/<topic>.py's (kata/generate.py's stub logic),
+    the contract's names are all defined, and no line of a solution block is left in."""
+    for cell in kata_cells(committed(), "topic"):
+        topic, text = cell["metadata"]["kata"]["topic"], source(cell)
+        exercise = (BUILTIN["exercises"] / f"{topic}.py").read_text(encoding="utf-8")
+        raises = [line.strip() for line in text.splitlines() if line.strip().startswith("raise NotImplementedError(")]
+        assert raises == [line.strip() for line in exercise.splitlines()
+                          if line.strip().startswith("raise NotImplementedError(")], topic
+        defined = {node.name for node in ast.parse(text).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        assert set(topics.get(topic).names) <= defined, topic
+        solution = (BUILTIN["solutions"] / f"{topic}.py").read_text(encoding="utf-8")
+        for block in re.findall(rf"{generate.BEGIN}\n(.*?){generate.END}", solution, re.S):
+            for line in block.splitlines():
+                assert not line.strip() or line not in text.splitlines(), f"{topic}: solution line left in: {line}"
+
+
+def test_workbook_experiments_call_only_the_topics_they_wait_for():
+    """An experiment that called a topic it does not wait for would raise (an error cell) while that
+    topic is a stub. Helpers count as what they call: the deep-net ones build from the modules."""
+    owner = {name: t.name for t in topics.TOPICS for name in t.names}
+    helpers = {"build_deep_net": "modules", "train_deep_net": "modules", "deep_forward": "modules",
+               "deep_parameters": "modules", "set_training": "modules"}
+    for cell in kata_cells(committed(), "experiment"):
+        needs = set(cell["metadata"]["kata"]["needs"])
+        names = {n.id for n in ast.walk(ast.parse(source(cell))) if isinstance(n, ast.Name)}
+        called = {owner[n] for n in names if n in owner} | {helpers[n] for n in names if n in helpers}
+        if "draw_mlp(kaiming=True)" in source(cell):
+            called.add("kaiming")
+        assert called <= needs, f"{cell['id']} calls {sorted(called - needs)} without waiting for it"
+
+
+def test_workbook_own_cells_never_rebind_a_contract_name():
+    """A notebook variable named like a contract function (gain = 5/3) would replace the learner's."""
+    contract = {name for t in topics.TOPICS for name in t.names}
+    for cell in committed()["cells"]:
+        if cell["cell_type"] != "code" or cell["metadata"].get("kata", {}).get("kind") in ("topic", "check"):
+            continue
+        tree = ast.parse(re.sub(r"^%.*$", "", source(cell), flags=re.M))
+        stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        stored |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        assert not stored & contract, f"{cell['id']} rebinds {sorted(stored & contract)}"
+
+
+def test_workbook_experiment_ids_are_the_ones_tested_here():
+    assert [c["metadata"]["kata"]["id"] for c in kata_cells(committed(), "experiment")] == list(EXPERIMENTS)
+
+
+# ---------------------------------------------------------------- ready(): the experiments' guard
+
+
+def topic_namespace(reference: bool) -> dict:
+    """The names the notebook's topic cells define, run in order as a kernel would run them."""
+    namespace = {"__name__": "__main__"}
+    for cell in kata_cells(json.loads(workbook.render(reference=reference)), "topic"):
+        exec(compile(source(cell), cell["id"], "exec"), namespace)  # noqa: S102 - the kata's own cells
+    return namespace
+
+
+def test_ready_finds_every_reference_topic_done_and_every_stub_not():
+    done, stubs = topic_namespace(reference=True), topic_namespace(reference=False)
+    for topic in topics.NAMES:
+        assert workbook.problem(topic, done) == "", topic
+        assert workbook.problem(topic, stubs) == f"{workbook.check_call(topic)} says what is left", topic
+
+
+def test_ready_names_a_missing_definition_a_none_return_and_an_error():
+    done = topic_namespace(reference=True)
+    missing = {k: v for k, v in done.items() if k != "batchnorm_forward"}
+    assert workbook.problem("batchnorm", missing).startswith("batchnorm_forward is not defined: run the batchnorm cell")
+    no_return = {**done, "calibrate": lambda preacts: None}
+    assert workbook.problem("running_stats", no_return).startswith("calibrate returned None (a missing return?)")
+    half = {**done, "scale_output_layer": lambda W, b, scale=0.01: (W * scale, None)}
+    assert workbook.problem("initial_loss", half).startswith("scale_output_layer returned None")
+
+    shape_error = {**done, "batchnorm_forward": lambda x, gamma, beta, eps=1e-5: x @ torch.ones(5)}  # (3, 2) @ (5,)
+    assert workbook.problem("batchnorm", shape_error).startswith("batchnorm_forward raised RuntimeError")
+
+
+def test_ready_prints_one_line_for_the_earliest_unfinished_topic(monkeypatch, capsys):
+    main = types.ModuleType("__main__")
+    vars(main).update(topic_namespace(reference=False))
+    vars(main).update({k: v for k, v in topic_namespace(reference=True).items()
+                       if k in topics.get("initial_loss").names})
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert workbook.ready("running_stats", "initial_loss", "no_grad") is False
+    assert capsys.readouterr().out == 'finish no_grad first: check("no_grad", split_loss) says what is left\n'
+    assert workbook.ready("initial_loss") is True and capsys.readouterr().out == ""
+
+
+# ---------------------------------------------------------------- executed in a real kernel
+
+
+def execute(text: str, state: Path) -> tuple:
+    """Run a notebook's text in a fresh python3 kernel started in notebooks/; (notebook, seconds)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    if not Path(REAL).is_file():
+        pytest.skip("the real names.txt is not here: set MAKEMORE_NAMES")
+    nb = nbformat.reads(text, as_version=4)
+    with pytest.MonkeyPatch.context() as env:  # the kernel inherits this process's environment
+        env.setenv("MAKEMORE_NAMES", REAL)
+        env.setenv("KATA_STATE", str(state))  # hint levels go to a temporary folder, not .kata/
+        client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT, allow_errors=True,
+                                         resources={"metadata": {"path": str(ROOT / "notebooks")}})
+        started = time.perf_counter()
+        client.execute()
+    return nb, time.perf_counter() - started
+
+
+def text_of(cell) -> str:
+    """What a cell printed, and the text of its last expression's value."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out["output_type"] == "stream":
+            parts.append(out["text"])
+        elif out["output_type"] == "execute_result":
+            parts.append(out["data"].get("text/plain", ""))
+    return "".join(parts)
+
+
+def figures(cell) -> int:
+    return sum("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
+
+
+def error_cells(nb) -> list[str]:
+    return [f"{c['id']}: {o['ename']}: {o['evalue']}" for c in nb["cells"] for o in c.get("outputs", [])
+            if o["output_type"] == "error"]
+
+
+def verdict(cell) -> bool:
+    """The Check that the check cell's last expression shows: Check(topic=..., passed=True, ...)."""
+    m = re.search(r"Check\(topic='(\w+)', passed=(True|False)", text_of(cell))
+    assert m, f"{cell['id']} shows no Check: {text_of(cell)[-500:]}"
+    return m.group(2) == "True"
+
+
+def slowest(nb, n=3) -> str:
+    from datetime import datetime
+    times = []
+    for c in nb["cells"]:
+        t = c["metadata"].get("execution", {})
+        if "iopub.execute_input" in t and "shell.execute_reply" in t:
+            start, end = (datetime.fromisoformat(t[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            times.append(((end - start).total_seconds(), c["id"]))
+    return ", ".join(f"{cid} {s:.1f} s" for s, cid in sorted(times, reverse=True)[:n])
+
+
+@pytest.fixture(scope="module")
+def stub_run(tmp_path_factory):
+    nb, seconds = execute(workbook.NOTEBOOK.read_text(encoding="utf-8"), tmp_path_factory.mktemp("state"))
+    print(f"\nshipped workbook executed in {seconds:.1f} s (slowest: {slowest(nb)})")
+    return nb
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    nb, seconds = execute(workbook.render(reference=True), tmp_path_factory.mktemp("state"))
+    print(f"\nreference workbook executed in {seconds:.1f} s (slowest: {slowest(nb)})")
+    return nb
+
+
+@pytest.mark.timeout(300)
+def test_workbook_as_shipped_runs_top_to_bottom_without_an_error_cell(stub_run):
+    assert not error_cells(stub_run), error_cells(stub_run)
+    assert "182,625 / 22,655 / 22,866 train / val / test examples" in text_of(
+        next(c for c in stub_run["cells"] if c["id"] == "data"))
+
+
+@pytest.mark.timeout(300)
+def test_workbook_as_shipped_fails_every_check(stub_run):
+    for cell in kata_cells(stub_run, "check"):
+        assert not verdict(cell), f"{cell['id']} passed on a stub"
+        assert "status='not started'" in text_of(cell), text_of(cell)[-300:]
+
+
+@pytest.mark.timeout(300)
+def test_workbook_as_shipped_says_which_topic_to_finish_in_each_experiment(stub_run):
+    for cell in kata_cells(stub_run, "experiment"):
+        first = EXPERIMENTS[cell["metadata"]["kata"]["id"]][0]
+        assert re.fullmatch(rf'finish {first} first: check\("{first}", [\w, ]+\) says what is left\n',
+                            text_of(cell)), f"{cell['id']}: {text_of(cell)!r}"
+        assert figures(cell) == 0, cell["id"]
+
+
+@pytest.mark.timeout(300)
+def test_workbook_reference_runs_without_an_error_cell_and_passes_every_check(reference_run):
+    assert not error_cells(reference_run), error_cells(reference_run)
+    for cell in kata_cells(reference_run, "check"):
+        assert verdict(cell), f"{cell['id']} did not pass with the reference:\n{text_of(cell)[-1500:]}"
+
+
+@pytest.mark.timeout(300)
+def test_workbook_reference_experiments_draw_their_figures_and_the_lecture_numbers(reference_run):
+    for cell in kata_cells(reference_run, "experiment"):
+        _, expected_figures, pattern = EXPERIMENTS[cell["metadata"]["kata"]["id"]]
+        text = text_of(cell)
+        assert "finish " not in text, f"{cell['id']} did not run: {text}"
+        assert figures(cell) == expected_figures, f"{cell['id']}: {figures(cell)} figures, expected {expected_figures}"
+        assert re.search(pattern, text, re.M), f"{cell['id']} printed:\n{text}"
+
+
+@pytest.mark.timeout(120)
+def test_workbook_check_hint_and_explain_in_a_kernel_print_what_the_grader_prints(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    cells = [workbook.SETUP,
+             "import math\n\n\ndef expected_initial_loss(vocab_size):\n    return math.log2(vocab_size)  # not nats\n\n\n"
+             "def scale_output_layer(W, b, scale=0.01):\n    return W * scale, b * 0",
+             'verdict = check("initial_loss", expected_initial_loss, scale_output_layer)\n'
+             "print(f'passed={verdict.passed} status={verdict.status} bool={bool(verdict)}')",
+             'hint("batchnorm")', 'hint("batchnorm")', 'explain("batchnorm")']
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    ran, _ = execute(nbformat.writes(nb), tmp_path / "kernel-state")
+    assert not error_cells(ran), error_cells(ran)
+    out = [text_of(c) for c in ran["cells"]]
+    assert "passed=False status=failing bool=False" in out[2], out[2]
+
+    def grader(*args):  # a fresh hint state of its own, so both start at level 1
+        env = {**os.environ, "KATA_STATE": str(tmp_path / "grader-state")}
+        return subprocess.run([sys.executable, "grader.py", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=True).stdout
+
+    assert out[3] == grader("--hint", "batchnorm")
+    assert out[4] == grader("--hint", "batchnorm")
+    assert out[5] == grader("--explain", "batchnorm")
+    assert "hint 1 of" in out[3] and "hint 2 of" in out[4]
