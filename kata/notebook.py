@@ -120,7 +120,7 @@ def check(topic: str, *objects, impl=None, timeout: float = 3) -> Check:
 def _report(r, out) -> Check:
     from kata import scorecard
     out.line(scorecard.row(out, r).strip())
-    for text in scorecard.details(r, hintstate.levels().get(r.topic.name)):
+    for text in scorecard.details(r, hintstate.levels().get(r.topic.name), notebook=in_notebook()):
         out.line(text)
     return Check(r.topic.name, r.passed, r.score, r.max_score, r.n_passed, len(r.tests), r.status.value)
 

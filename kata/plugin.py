@@ -142,7 +142,7 @@ def pytest_runtest_makereport(item, call):
     frames = getattr(call.excinfo.value, "frames", None) if call.excinfo is not None else None
     if frames:  # plain pytest shows where in the learner's code it went wrong, below the lesson
         report.sections.append(("learner's code", "\n".join(
-            f"{show_path(Path(f))}:{line} in {fn}\n    {src}" for f, line, fn, src in frames)))
+            f"{where(f, line)} in {fn}\n    {src}" for f, line, fn, src in frames)))
     return report
 
 
@@ -185,8 +185,16 @@ def describe(e) -> str:
         head = str(e).splitlines()[0] + ": a test of the kata ran too long (its own code, not a call of yours)"
     else:
         head = f"{type(e).__name__}: {e}"
-    frames = [f"  at {show_path(Path(f))}:{line} in {fn}: {src}" for f, line, fn, src in getattr(e, "frames", ())]
+    frames = [f"  at {where(f, line)} in {fn}" + (f": {src}" if src else "") for f, line, fn, src in getattr(e, "frames", ())]
     return "\n".join([head, *frames[-6:]])
+
+
+def where(filename: str, line: int) -> str:
+    """A learner frame's place: a file and line, or a notebook cell's line (ipykernel names cells
+    /tmp/ipykernel_<pid>/<hash>.py, which only the notebook's kernel can read)."""
+    if "ipykernel_" in filename or filename.startswith("<ipython-input"):
+        return f"a notebook cell, line {line}"
+    return f"{show_path(Path(filename))}:{line}"
 
 
 def _skip_reason(report) -> str:

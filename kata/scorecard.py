@@ -59,9 +59,10 @@ def row(out: Out, r: TopicResult) -> str:
     return f"{number:>3}  {t.name:<16} {status} {tests:>6}  {r.score:>3}/{t.points:<3}"
 
 
-def details(r: TopicResult, hint_level: int | None = None, most: int | None = None) -> list[str]:
+def details(r: TopicResult, hint_level: int | None = None, most: int | None = None, notebook: bool = False) -> list[str]:
     """A topic's verdict in full: problems first, then each known mistake's explanation, then the
-    failing tests (one block per distinct message, however many tests share it), then the hint."""
+    failing tests (one block per distinct message, however many tests share it), then the hint
+    (as a notebook calls it, when `notebook`)."""
     name = r.topic.name
     if r.passed:
         return [f"{name}: all {len(r.tests)} tests pass."]
@@ -96,7 +97,8 @@ def details(r: TopicResult, hint_level: int | None = None, most: int | None = No
     total = len(topics.hints(name))
     if total:
         level = min((hint_level or 0) + 1, total)
-        lines.append(f"  Stuck? python grader.py --hint {name}   (hint {level} of {total})")
+        ask = f'hint("{name}")' if notebook else f"python grader.py --hint {name}"
+        lines.append(f"  Stuck? {ask}   (hint {level} of {total})")
     return lines
 
 
