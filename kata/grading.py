@@ -85,12 +85,17 @@ class Collector:
                 self.on_record(records[-1])
 
 
+UNUSED_PLUGINS = ("cacheprovider", "benchmark", "hypothesispytest", "timeout", "logging", "warnings", "faulthandler",
+                  "junitxml", "doctest", "pastebin", "stepwise")
+
+
 def pytest_args(files, impl: str | None, timeout: float, bundle: str | None = None) -> list[str]:
     # no tracebacks (formatting them costs more than the tests; the records carry the lesson), no
-    # cache, and none of the plugins grading does not use (hypothesis's costs seconds a run)
-    args = [*map(str, files), "-p", "kata.plugin", "-q", "--tb=no", "-p", "no:cacheprovider",
-            "-p", "no:benchmark", "-p", "no:hypothesispytest", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-            "--kata-call-timeout", f"{timeout:g}", "--rootdir", str(TESTS.parent)]
+    # output capture (learner code prints in its own process), and none of the plugins grading does
+    # not use: together they cost a third of the run (1.6 s -> 1.1 s on 2 cores)
+    args = [*map(str, files), "-p", "kata.plugin", "-q", "--tb=no", "-s", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+            *(f"-pno:{name}" for name in UNUSED_PLUGINS), "--kata-call-timeout", f"{timeout:g}", "--rootdir",
+            str(TESTS.parent)]
     config = TESTS.parent / "pyproject.toml"
     args += ["-c", str(config)] if config.is_file() else ["-c", "/dev/null" if Path("/dev/null").exists() else "NUL"]
     return args + (["--kata-bundle", bundle] if bundle else ["--impl", str(impl)])

@@ -351,7 +351,7 @@ def _state(encoder: wire.Encoder, proc: "LearnerProcess") -> dict:
     """torch's global state, to be set in the learner process for the call. The global RNG's
     state goes only when it differs from what the learner process last had."""
     state = {"grad": torch.is_grad_enabled(), "dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
-    rng = wire.tensor_bytes(torch.get_rng_state())
+    rng = torch.get_rng_state().numpy().tobytes()  # a contiguous uint8 tensor: its bytes directly
     if rng != proc.rng:
         encoder.blobs.append(rng)
         state["rng"] = len(encoder.blobs) - 1
