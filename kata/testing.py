@@ -235,6 +235,20 @@ def expect_global_state_kept(run, call: str, check) -> None:
                 check(out)
 
 
+def expect_global_rng_untouched(run, call: str, gen: torch.Generator) -> None:
+    """`run()`, given a generator, leaves torch's global random generator where it was (checked
+    from a global state of the test's own, drawn from `gen`, so that any change to it shows)."""
+    __tracebackhide__ = True
+    with torch.random.fork_rng():
+        torch.manual_seed(int(torch.randint(0, 2**31, (), generator=gen)))
+        before = torch.get_rng_state()
+        run()
+        after = torch.get_rng_state()
+    expect(torch.equal(after, before),
+           f"{call} moved torch's global random generator although a generator was given: draw with "
+           "torch.randn(..., generator=generator), and do not call torch.manual_seed", mistake="global_rng_used")
+
+
 # ---------------------------------------------------------------- no shortcuts
 def _dotted_names(tree: ast.AST):
     """Every dotted name the source mentions: attribute chains and `from X import Y` as X.Y."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kata.testing import (F64_TOL as TOL, KataFailure, Suspect, call, expect, expect_close, expect_float,
-                          expect_global_state_kept, expect_no_shortcut_source, expect_tensor, fail, fmt, safe_repr)
+                          expect_global_rng_untouched, expect_global_state_kept, expect_no_shortcut_source, expect_tensor, fail, fmt, safe_repr)
 
 pytestmark = pytest.mark.kaiming
 
@@ -296,14 +296,7 @@ def test_kaiming_normal_leaves_global_state_and_the_global_rng_as_found(learner,
     expect_global_state_kept(lambda: learner.kaiming_normal(10, 20, generator=gen), shown,
                              lambda out: (expect_tensor(out, shown, shape=(10, 20), dtype=torch.get_default_dtype()),
                                           expect_sample_std(out, FIVE_THIRDS / math.sqrt(10), shown, [])))
-    with torch.random.fork_rng():  # a global state of this test's own, so that any change to it shows
-        torch.manual_seed(int(torch.randint(0, 2**31, (), generator=gen)))
-        before = torch.get_rng_state()
-        learner.kaiming_normal(10, 20, generator=gen)
-        after = torch.get_rng_state()
-    expect(torch.equal(after, before),
-           f"{shown} moved torch's global random generator although a generator was given: draw with "
-           "torch.randn(..., generator=generator), and do not call torch.manual_seed", mistake="global_rng_used")
+    expect_global_rng_untouched(lambda: learner.kaiming_normal(10, 20, generator=gen), shown, gen)
 
 
 def mean_field_stds(g: float, layers: int) -> list[float]:

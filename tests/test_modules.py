@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from kata.remote import probe
-from kata.testing import (F64_TOL as TOL, Suspect, call, default_dtype, expect, expect_close, expect_global_state_kept,
+from kata.testing import (F64_TOL as TOL, Suspect, call, default_dtype, expect, expect_close,
+                          expect_global_rng_untouched, expect_global_state_kept,
                           expect_new_tensor, expect_no_shortcut_source, expect_tensor, inputs_unchanged, same_object,
                           type_name, vjp)
 
@@ -506,14 +507,8 @@ def test_linear_leaves_global_state_and_the_global_rng_as_found(modules, gen):
     shown = call("Linear(4, 3)", ("x", x))
     expect_global_state_kept(lambda: layer(x), shown,  # one float32 matmul of 4 terms: ~1e-7 relative
                              lambda out: expect_close(out, x @ weight + bias, call=shown, rtol=1e-5, atol=1e-6))
-    with torch.random.fork_rng():  # a global state of this test's own, so that any change to it shows
-        torch.manual_seed(int(torch.randint(0, 2**31, (), generator=gen)))
-        before = torch.get_rng_state()
-        modules.Linear(4, 3, generator=gen)
-        after = torch.get_rng_state()
-    expect(torch.equal(after, before),
-           f"{shown} moved torch's global random generator although a generator was given: draw with "
-           "torch.randn(..., generator=generator)", mistake="global_rng_used")
+    expect_global_rng_untouched(lambda: modules.Linear(4, 3, generator=gen), call("Linear", fan_in=4, fan_out=3,
+                                                                                  generator="g"), gen)
 
 
 def test_batchnorm1d_leaves_grad_mode_and_default_dtype_as_found(modules, gen):
