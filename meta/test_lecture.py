@@ -179,6 +179,18 @@ def test_loss_curve_is_smoothed_as_the_lecture_plots_it():
     assert torch.equal(plots.smoothed(losses, 1000), losses[:200_000].view(-1, 1000).mean(1))
 
 
+def test_blockwise_evaluation_gives_the_logits_of_one_pass():
+    X = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    forward = lambda X: X.cumsum(1) * 2  # noqa: E731 - rowwise, as every forward pass evaluated
+    assert torch.equal(mlp.blockwise(forward, rows=7)(X), forward(X))  # 30 = 4 blocks of 7 and one of 2
+
+
+def test_learning_rate_follows_the_lectures_schedule():
+    # the lecture: lr = 0.1 if i < 100000 else 0.01, of 200,000 steps
+    assert (facts.lr_at(99_999), facts.lr_at(100_000), facts.lr_at(199_999)) == (0.1, 0.01, 0.01)
+    assert (facts.lr_at(499, 1000), facts.lr_at(500, 1000)) == (0.1, 0.01)  # a shorter run drops half-way too
+
+
 @needs_names
 def test_progress_is_plain_text_when_not_a_terminal(run):
     stderr = run[2]
@@ -203,7 +215,8 @@ def test_the_training_path_equals_the_lecture_loop_for_every_stage(code, dataset
             assert (stage.params[key] - slow.params[key]).abs().max().item() < 1e-4, (stage.name, key)
         if stage.running is not None:  # the running statistics by the learner's ema_update
             assert (stage.running - slow.running).abs().max().item() < 1e-4, stage.name
-    assert next(s for s in fast if s.name == "zero_init").moved() == ["b2"]
+    for stage in fast:  # from zero only b2 gets a gradient; from a random init every parameter does
+        assert stage.moved() == (["b2"] if stage.name == "zero_init" else list(stage.params)), stage.name
 
 
 @needs_names
