@@ -268,13 +268,18 @@ def weight_gradients(net, code, subtitle):
 
 
 def update_ratios(net, trace, subtitle, lr):
-    fig, ax = _diagnostic(f"viz #4: update:data ratio over training (lr {lr})\n{subtitle}",
-                          "step", "log10( (lr * grad).std() / data.std() )")
     ud = torch.tensor(trace.update_ratios)  # (steps, n_weights)
     names = _weight_names(net)
-    marker = "o" if len(ud) == 1 else None  # at init there is one step: points, not lines
-    for k, (color, name) in enumerate(zip(_colors(len(names)), names)):
-        ax.plot(ud[:, k].tolist(), color=color, lw=1.0, marker=marker, label=name)
+    if len(ud) == 1:  # at init there is one step: a point per weight
+        fig, ax = _diagnostic(f"viz #4: update:data ratio of each weight (lr {lr})\n{subtitle}",
+                              "weight", "log10( (lr * grad).std() / data.std() )")
+        ax.scatter(range(len(names)), ud[0].tolist(), c=_colors(len(names)), s=40, zorder=3)
+        ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
+    else:
+        fig, ax = _diagnostic(f"viz #4: update:data ratio over training (lr {lr})\n{subtitle}",
+                              "step", "log10( (lr * grad).std() / data.std() )")
+        for k, (color, name) in enumerate(zip(_colors(len(names)), names)):
+            ax.plot(ud[:, k].tolist(), color=color, lw=1.0, label=name)
     ax.axhline(facts.UPDATE_RATIO_GUIDE, color="black", ls="--", lw=1.5, label="-3: updates about 1/1000 of the data")
     _legend_outside(ax)
     return fig
