@@ -18,6 +18,7 @@ import contextlib
 import io
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -43,6 +44,20 @@ def kata(code, d, steps):
     return rows
 
 
+def others_cpu_seconds() -> float | None:
+    """CPU seconds used so far by every process except this one and its children (Linux): the
+    other work on the machine, which slows both loops (a second process on a 2-core machine halves
+    the kata's gain from its second process)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    t = os.times()
+    own = t.user + t.system + t.children_user + t.children_system
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK") - own
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=facts.STEPS)
@@ -53,15 +68,20 @@ def main():
     code = lecture.load_code(Implementation(args.impl), lecture.PARTS["loss-log"])
     d = data.load(args.data)
 
-    def timed(fn):
-        start = time.perf_counter()
-        return fn(), time.perf_counter() - start
+    others = {}
 
-    load = os.getloadavg()[0]
-    plain_rows, t_plain = timed(lambda: plain(code, d, args.steps))
-    kata_rows, t_kata = timed(lambda: kata(code, d, args.steps))
-    print(f"{args.steps:,} steps per stage, impl {args.impl}, {os.cpu_count()} cores, load average "
-          f"{load:.2f} before and {os.getloadavg()[0]:.2f} after")
+    def timed(name, fn):
+        start, before = time.perf_counter(), others_cpu_seconds()
+        result = fn()
+        after = others_cpu_seconds()
+        others[name] = None if before is None else after - before
+        return result, time.perf_counter() - start
+
+    plain_rows, t_plain = timed("plain", lambda: plain(code, d, args.steps))
+    kata_rows, t_kata = timed("kata", lambda: kata(code, d, args.steps))
+    busy = "" if others["plain"] is None else (
+        f"; other processes used {others['plain']:.1f} CPU-s during the plain run, {others['kata']:.1f} during the kata's")
+    print(f"{args.steps:,} steps per stage, impl {args.impl}, {os.cpu_count()} cores{busy}")
     print(f"{'stage':<10} {'plain train':>11} {'plain val':>9} {'kata train':>10} {'kata val':>8} {'|dval|':>7}")
     for p, k in zip(plain_rows, kata_rows):
         print(f"{p['stage']:<10} {p['train']:>11.4f} {p['val']:>9.4f} {k['train']:>10.4f} {k['val']:>8.4f} "

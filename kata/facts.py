@@ -40,6 +40,7 @@ LOSS_LOG = {  # printed after 200,000 steps: (train, val)
 INIT_LOSS = {"original": 27.8817, "softmax": 3.3221}  # first minibatch (measured; "27" said)
 INIT_SATURATION = {"original": 0.6095, "tanh": 0.0098, "kaiming": 0.0814}  # |h| > 0.99, first minibatch
 HPREACT_STD = {"original": 5.18, "tanh": 1.00, "kaiming": 1.52}  # first minibatch (measured)
+DEAD_NEURONS = {"original": 0, "tanh": 0, "kaiming": 0}  # units saturated for all 32 examples (measured)
 BN_EMA_VAL = 2.1057  # the BN stage's val loss with the running (EMA) statistics (printed)
 KAIMING_DEMO = {"w * 5": 15.8, "w * 0.2": 0.63, "w / sqrt(10)": 1.00}  # std of x @ w, x (1000, 10)
 

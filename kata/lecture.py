@@ -167,55 +167,63 @@ def train_mlp(code, dataset, names, steps: int, out=print) -> MLPRun:
 
 def run_loss_log(code, dataset, run: MLPRun, plots=None, out=print) -> tuple[list[dict], dict]:
     """The five stages' loss log beside the lecture's; returns (rows, the fan-in demo's stds)."""
-    expected = code.expected_initial_loss(dataset.vocab_size)
-    rows = []
-    for name in facts.STAGES:
-        stage, first = run.stages[name], run.first[name]
-        r = {"stage": name, "title": stage.config.title, "init_loss": first.loss,
-             "init_saturation": float(code.saturation_fraction(first.h)),
-             "init_hpreact_std": first.hpre.std().item(),
-             "init_dead_neurons": int(code.dead_neurons(first.h).sum()),
-             "expected_init_loss": expected, **mlp.evaluate(stage, code, dataset)}
-        r["lecture_train"], r["lecture_val"] = facts.LOSS_LOG[name]
-        r["final_batch_loss"] = stage.losses[-1000:].mean().item()
-        if stage.running is not None:
-            r["bn_backward"] = stage.bn_backward
-        rows.append(r)
+    rows = [_loss_log_row(code, dataset, run.stages[name], run.first[name]) for name in facts.STAGES]
     demo = mlp.fan_in_demo(code, torch.Generator().manual_seed(facts.SEED))
     demo_std = {k: y.std().item() for k, y in demo["y"].items()}
-
-    full = run.steps == facts.STEPS
-    note = "lecture (200k steps)" if full else f"lecture (200k; this run {run.steps:,})"
-    out(f"\nPart 1: the loss log\n{'stage':<44} {'init loss':>9} {'sat@init':>8} {'train':>7} {'val':>7}   {note}")
-    for r in rows:
-        out(f"{r['title']:<44} {r['init_loss']:>9.4f} {r['init_saturation']:>8.2%} {r['train']:>7.4f} "
-            f"{r['val']:>7.4f}   {r['lecture_train']:.4f} / {r['lecture_val']:.4f}"
-            + (f"  (val {r['val'] - r['lecture_val']:+.4f})" if full else ""))
-    by = {r["stage"]: r for r in rows}
-    out(f"expected initial loss -log(1/{dataset.vocab_size}) = {expected:.4f}; the lecture: "
-        f"{facts.INIT_LOSS['original']:.2f} naive, {facts.INIT_LOSS['softmax']:.4f} after scale_output_layer")
-    out("first minibatch, original / tanh fix / Kaiming: saturated (your saturation_fraction) "
-        + " / ".join(f"{by[n]['init_saturation']:.2%}" for n in SATURATION_STAGES)
-        + ", hpreact std " + " / ".join(f"{by[n]['init_hpreact_std']:.2f}" for n in SATURATION_STAGES)
-        + " (the lecture: " + " / ".join(f"{facts.INIT_SATURATION[n]:.2%}" for n in SATURATION_STAGES)
-        + ", " + " / ".join(f"{facts.HPREACT_STD[n]:.2f}" for n in SATURATION_STAGES) + "); dead neurons "
-        "(your dead_neurons) " + " / ".join(str(by[n]["init_dead_neurons"]) for n in SATURATION_STAGES))
-    out("Kaiming's fan-in demo, std of x (1000, 10) @ w (10, 200): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in demo_std.items())
-        + f" (1 / sqrt(10) = your kaiming_std(10, 'linear') = {demo['scale']['w / sqrt(10)']:.4f}; the lecture: "
-        + ", ".join(f"{v:.2f}" for v in facts.KAIMING_DEMO.values()) + ")")
-    bn = by["batchnorm"]
-    cal = bn["calibrated"]
-    out(f"batch norm at inference: running statistics (EMA) train {bn['train']:.4f} val {bn['val']:.4f}; "
-        f"calibrated on the training set train {cal['train']:.4f} val {cal['val']:.4f} "
-        f"(the lecture: almost the same, val {facts.BN_EMA_VAL} with the EMA)")
-    out(f"your batchnorm_forward ran every step; its gradient: {bn['bn_backward']}")
+    _print_loss_log(rows, demo, demo_std, run.steps, out)
     if plots is not None:
         stages = [run.stages[n] for n in facts.STAGES]
         firsts = [(run.stages[n].config.title, run.first[n]) for n in SATURATION_STAGES]
         _wrote(out, plots.loss_log(stages), plots.saturation_at_init(firsts, code), plots.h_at_init(firsts),
                plots.fan_in(demo))
     return rows, demo_std
+
+
+def _loss_log_row(code, dataset, stage, first) -> dict:
+    """One stage's figures: at init from its first minibatch, after training from the whole splits."""
+    r = {"stage": stage.name, "title": stage.config.title, "init_loss": first.loss,
+         "init_saturation": float(code.saturation_fraction(first.h)),
+         "init_hpreact_std": first.hpre.std().item(),
+         "init_dead_neurons": int(code.dead_neurons(first.h).sum()),
+         "expected_init_loss": code.expected_initial_loss(dataset.vocab_size),
+         **mlp.evaluate(stage, code, dataset)}
+    r["lecture_train"], r["lecture_val"] = facts.LOSS_LOG[stage.name]
+    r["final_batch_loss"] = stage.losses[-1000:].mean().item()
+    if stage.running is not None:
+        r["bn_backward"] = stage.bn_backward
+    return r
+
+
+def _print_loss_log(rows, demo, demo_std, steps, out):
+    full = steps == facts.STEPS
+    note = "lecture (200k steps)" if full else f"lecture (200k; this run {steps:,})"
+    out(f"\nPart 1: the loss log\n{'stage':<44} {'init loss':>9} {'sat@init':>8} {'train':>7} {'val':>7}   {note}")
+    for r in rows:
+        out(f"{r['title']:<44} {r['init_loss']:>9.4f} {r['init_saturation']:>8.2%} {r['train']:>7.4f} "
+            f"{r['val']:>7.4f}   {r['lecture_train']:.4f} / {r['lecture_val']:.4f}"
+            + (f"  (val {r['val'] - r['lecture_val']:+.4f})" if full else ""))
+    by = {r["stage"]: r for r in rows}
+    out(f"expected initial loss -log(1/27) = {rows[0]['expected_init_loss']:.4f}; the lecture: "
+        f"{facts.INIT_LOSS['original']:.2f} naive, {facts.INIT_LOSS['softmax']:.4f} after scale_output_layer")
+
+    out(f"\n{'the first minibatch at init':<37} {'original':>9} {'tanh fix':>9} {'Kaiming':>9}   the lecture")
+    for label, key, fmt, lecture in (("saturated, your saturation_fraction", "init_saturation", ".2%", facts.INIT_SATURATION),
+                                      ("hpreact std", "init_hpreact_std", ".2f", facts.HPREACT_STD),
+                                      ("dead neurons, your dead_neurons", "init_dead_neurons", "d", facts.DEAD_NEURONS)):
+        ours = "".join(f" {by[n][key]:>9{fmt}}" for n in SATURATION_STAGES)
+        theirs = " / ".join(f"{lecture[n]:{fmt}}" for n in SATURATION_STAGES)
+        out(f"  {label:<35}{ours}   {theirs}")
+    out("Kaiming's fan-in demo, std of x (1000, 10) @ w (10, 200): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in demo_std.items())
+        + f" (1 / sqrt(10) is your kaiming_std(10, 'linear') = {demo['scale']['w / sqrt(10)']:.4f}); the lecture: "
+        + ", ".join(f"{v:.2f}" for v in facts.KAIMING_DEMO.values()))
+
+    bn = by["batchnorm"]
+    cal = bn["calibrated"]
+    out(f"\nbatch norm at inference: running statistics (EMA) train {bn['train']:.4f} val {bn['val']:.4f}; "
+        f"calibrated on the training set train {cal['train']:.4f} val {cal['val']:.4f} "
+        f"(the lecture: almost the same, val {facts.BN_EMA_VAL} with the EMA)")
+    out(f"your batchnorm_forward ran every step; its gradient: {bn['bn_backward']}")
 
 
 SATURATION_STAGES = ("original", "tanh", "kaiming")  # the lecture's saturation plots: before and after the fixes
@@ -240,8 +248,8 @@ def run_zero_init(code, dataset, run: MLPRun, plots=None, out=print, kaiming: di
     }
     still = [k for k in stage.params if k not in result["moved"]]
     out("\nExercise E01: every weight and bias starts at zero (the same MLP, seed, steps and lr schedule)")
-    out(f"  step 0, your zero_init_grads on the first minibatch: a non-zero gradient for "
-        f"{_names(result['step0_nonzero_grads'])} only")
+    out(f"  step 0, your zero_init_grads on the first minibatch: non-zero gradients for "
+        f"{_names(result['step0_nonzero_grads'])}")
     out(f"  after {run.steps:,} steps the parameters that moved: {_names(result['moved'])}; "
         f"still exactly zero: {_names(still)}")
     out(f"  train {result['train']:.4f}  val {result['val']:.4f}   the floor, your unigram_loss of the targets: "
