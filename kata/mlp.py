@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from kata import loop
-from kata.facts import BATCH, BN_MOMENTUM, N_EMBD, N_HIDDEN, SEED, STAGES, TITLES, lr_at
-
+from kata.facts import BATCH, BN_MOMENTUM, KAIMING_DEMO, N_EMBD, N_HIDDEN, SEED, TITLES, lr_at
 
 EVAL_ROWS = 1024  # whole-split evaluation in blocks of this many rows (see blockwise)
 
@@ -45,7 +44,6 @@ CONFIGS = {
     # the original draws times 0, so its minibatches are the other stages' minibatches
     "zero_init": StageConfig("every parameter zero (exercise E01)", zero=True),
 }
-assert tuple(CONFIGS)[:len(STAGES)] == STAGES
 
 
 @dataclass
@@ -61,8 +59,8 @@ class Stage:
     bn_backward: str = ""  # batch norm, after training: how the BN layer was differentiated
 
     def moved(self) -> list[str]:
-        """The parameters whose values differ from their init (SGD changes a parameter only
-        where its gradient is non-zero, so a parameter that never got one stays equal)."""
+        """The parameters that changed in training: those whose values differ from their init.
+        A parameter whose gradient was zero at every step is bit-for-bit its init."""
         return [k for k, v in self.params.items() if not torch.equal(v, self.initial[k])]
 
 
@@ -181,5 +179,5 @@ def fan_in_demo(code, gen: torch.Generator) -> dict:
     {"x": x, "y": {label: x @ (w * scale)}, "scale": {label: scale}}."""
     x = torch.randn(1000, 10, generator=gen)
     w = torch.randn(10, 200, generator=gen)
-    scales = {"w * 5": 5.0, "w * 0.2": 0.2, "w / sqrt(10)": code.kaiming_std(10, "linear")}
+    scales = dict(zip(KAIMING_DEMO, (5.0, 0.2, code.kaiming_std(10, "linear"))))  # "w * 5": 5.0, ...
     return {"x": x, "y": {k: x @ (w * s) for k, s in scales.items()}, "scale": scales}  # y: (1000, 200)

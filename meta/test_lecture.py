@@ -197,6 +197,11 @@ def test_progress_is_plain_text_when_not_a_terminal(run):
     assert "MLP" in stderr and ": step" in stderr and "\r" not in stderr
 
 
+def test_stage_configurations_are_the_contracts_stages_then_exercise_e01():
+    assert list(mlp.CONFIGS) == [*facts.STAGES, "zero_init"]
+    assert [mlp.CONFIGS[n].title for n in facts.STAGES] == [facts.TITLES[n] for n in facts.STAGES]
+
+
 @needs_names
 def test_the_training_path_equals_the_lecture_loop_for_every_stage(code, dataset):
     """All six stage configurations on the one fast path (the five without batch norm batched
