@@ -203,7 +203,7 @@ def _print_loss_log(rows, demo, demo_std, steps, out):
             f"{r['val']:>7.4f}   {r['lecture_train']:.4f} / {r['lecture_val']:.4f}"
             + (f"  (val {r['val'] - r['lecture_val']:+.4f})" if full else ""))
     by = {r["stage"]: r for r in rows}
-    out(f"expected initial loss -log(1/27) = {rows[0]['expected_init_loss']:.4f}; the lecture: "
+    out(f"expected initial loss -log(1/vocab_size) = {rows[0]['expected_init_loss']:.4f}; the lecture: "
         f"{facts.INIT_LOSS['original']:.2f} naive, {facts.INIT_LOSS['softmax']:.4f} after scale_output_layer")
 
     out(f"\n{'the first minibatch at init':<37} {'original':>9} {'tanh fix':>9} {'Kaiming':>9}   the lecture")

@@ -137,8 +137,8 @@ def saturation_at_init(firsts, code):
                      f"white in all {h.shape[0]} rows (your dead_neurons): {dead}", fontsize=10)
         ax.set_ylabel(f"example ({h.shape[0]})")
     axes[-1].set_xlabel(f"hidden unit ({firsts[0][1].h.shape[1]})")
-    fig.suptitle("tanh saturation on the first minibatch, at init (white: |h| > 0.99, where tanh's gradient "
-                 "1 - h**2 is almost 0)", fontsize=12)
+    fig.suptitle(f"tanh saturation on the first minibatch, at init (white: |h| > {facts.SATURATED}, where tanh's "
+                 "gradient 1 - h**2 is almost 0)", fontsize=12)
     return fig
 
 
