@@ -1,7 +1,7 @@
 """Time the lecture-style loop against `python -m kata lecture`'s loss log at the same step count.
 
     python benchmarks/lecture_speed.py --steps 20000          # about a minute on 2 cores
-    python benchmarks/lecture_speed.py                        # the full 200,000 steps (~7 min plain)
+    python benchmarks/lecture_speed.py                        # the full 200,000 steps (~8 min)
 
 Both train the five stages with the reference code (--impl to change) from the same seeds and
 evaluate them on the whole splits in the same way (mlp.evaluate: the learner's split_loss). The
