@@ -11,22 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
-from kata.mlp import BATCH, SEED
-
-N_EMBD, N_HIDDEN, DEPTH = 10, 100, 5
-STEPS, LR = 1001, 0.1
-LECTURE = {  # printed by the notebook after 1,001 steps (with batch norm, gain 1)
-    "step0_loss": 3.2870, "train": 2.4003, "val": 2.3982,
-    "tanh": [(2, -0.00, 0.63, 0.0278, 2.64e-3), (5, 0.00, 0.64, 0.0256, 2.25e-3),
-             (8, -0.00, 0.65, 0.0225, 2.05e-3), (11, 0.00, 0.65, 0.0169, 1.98e-3),
-             (14, 0.00, 0.65, 0.0188, 1.95e-3)],  # (layer, mean, std, saturated, grad std)
-    "weights": [((27, 10), 8.02e-3, 8.01e-3), ((30, 100), 9.24e-3, 4.88e-2),
-                ((100, 100), 7.13e-3, 6.96e-2), ((100, 100), 6.23e-3, 6.07e-2),
-                ((100, 100), 5.74e-3, 5.63e-2), ((100, 100), 5.67e-3, 5.57e-2),
-                ((100, 27), 1.21e-2, 1.16e-1)],  # (shape, grad std, grad:data)
-}
+from kata import loop
+from kata.facts import DEEP_DEPTH, DEEP_LR, DEEP_N_EMBD, DEEP_N_HIDDEN, DEEP_STEPS, SEED
 
 
 class LectureBatchNorm1d:
@@ -75,6 +62,14 @@ class DeepNet:
             x = layer(x)
         return x  # (N, vocab)
 
+    def retaining_forward(self, X):
+        """The forward pass, keeping each layer's .out.grad after backward (the notebook's
+        `layer.out.retain_grad()`), which the tables and plots read."""
+        logits = self(X)
+        for layer in self.layers:
+            layer.out.retain_grad()
+        return logits
+
     def tanh_layers(self) -> list[int]:
         return [i for i, layer in enumerate(self.layers) if type(layer).__name__ == "Tanh"]
 
@@ -86,21 +81,21 @@ def build(modules, vocab_size: int, block_size: int, batchnorm: bool = True, gai
     BatchNorm1d (unbiased variance) instead of the learner's."""
     gain = (1.0 if batchnorm else 5 / 3) if gain is None else gain
     g = torch.Generator().manual_seed(SEED)
-    C = torch.randn((vocab_size, N_EMBD), generator=g)
+    C = torch.randn((vocab_size, DEEP_N_EMBD), generator=g)
     Linear, BatchNorm1d, Tanh = modules.Linear, modules.BatchNorm1d, modules.Tanh
     if lecture_batchnorm:
         BatchNorm1d = LectureBatchNorm1d
-    layers, fan_in = [], N_EMBD * block_size
-    for _ in range(DEPTH):
+    layers, fan_in = [], DEEP_N_EMBD * block_size
+    for _ in range(DEEP_DEPTH):
         if batchnorm:
-            layers += [Linear(fan_in, N_HIDDEN, bias=False, generator=g), BatchNorm1d(N_HIDDEN), Tanh()]
+            layers += [Linear(fan_in, DEEP_N_HIDDEN, bias=False, generator=g), BatchNorm1d(DEEP_N_HIDDEN), Tanh()]
         else:
-            layers += [Linear(fan_in, N_HIDDEN, generator=g), Tanh()]
-        fan_in = N_HIDDEN
+            layers += [Linear(fan_in, DEEP_N_HIDDEN, generator=g), Tanh()]
+        fan_in = DEEP_N_HIDDEN
     if batchnorm:
-        layers += [Linear(N_HIDDEN, vocab_size, bias=False, generator=g), BatchNorm1d(vocab_size)]
+        layers += [Linear(DEEP_N_HIDDEN, vocab_size, bias=False, generator=g), BatchNorm1d(vocab_size)]
     else:
-        layers += [Linear(N_HIDDEN, vocab_size, generator=g)]
+        layers += [Linear(DEEP_N_HIDDEN, vocab_size, generator=g)]
     with torch.no_grad():
         if batchnorm:
             layers[-1].gamma *= 0.1  # last layer less confident at init
@@ -120,29 +115,39 @@ class Trace:
     losses: list = field(default_factory=list)
     update_ratios: list = field(default_factory=list)  # one row per step, one value per weight
     init_tanh: list = field(default_factory=list)  # activation_stats of each tanh at step 0
+    at_init: bool = False  # the net was inspected at step 0, before any update
 
 
-def train(net: DeepNet, diagnostics, update_ratio, Xtr, Ytr, steps: int = STEPS, lr: float = LR, progress=None):
-    """The notebook's loop; after it every layer's .out holds the last step's output and .out.grad
-    its gradient (retain_grad), and each weight its .grad, as the lecture's tables and plots use."""
+def train(net: DeepNet, diagnostics, update_ratio, Xtr, Ytr, steps: int = DEEP_STEPS, lr: float = DEEP_LR,
+          progress=None) -> Trace:
+    """The notebook's loop (kata/loop.py); after it every layer's .out holds the last step's output
+    and .out.grad its gradient (retain_grad), and each weight its .grad, as the lecture's tables and
+    plots use. Like the notebook, it records the update:data ratios after each update."""
     params = net.parameters()
     trace = Trace()
-    for i in range(steps):
-        ix = torch.randint(0, Xtr.shape[0], (BATCH,), generator=net.gen)
-        logits = net(Xtr[ix])
-        loss = F.cross_entropy(logits, Ytr[ix])
-        for layer in net.layers:
-            layer.out.retain_grad()
-        for p in params:
-            p.grad = None
-        loss.backward()
-        if i == 0:
-            trace.init_tanh = [diagnostics.activation_stats(net.layers[j].out.detach()) for j in net.tanh_layers()]
-        for p in params:  # the notebook updates at its last step too, then breaks
-            p.data += -lr * p.grad
-        trace.losses.append(loss.item())
+
+    def after_step(i, lr, loss):
+        if i == 0:  # .out still holds step 0's forward pass: the net at init
+            trace.init_tanh = _tanh_stats(net, diagnostics)
         with torch.no_grad():
             trace.update_ratios.append(list(update_ratio.update_ratios(params, lr)))
         if progress is not None:
-            progress(1, loss.item())
+            progress(1, loss)
+
+    trace.losses = loop.lecture_loop(params, net.retaining_forward, net.gen, Xtr, Ytr, steps, lambda i: lr, after_step)
     return trace
+
+
+def at_init(net: DeepNet, diagnostics, update_ratio, Xtr, Ytr, lr: float = DEEP_LR) -> Trace:
+    """The net at step 0: the first minibatch's forward and backward pass, and no update. The
+    update:data ratios are those of the update step 0 would make, against the data at init."""
+    params = net.parameters()
+    loss = loop.lecture_step(params, net.retaining_forward, net.gen, Xtr, Ytr)
+    stats = _tanh_stats(net, diagnostics)
+    with torch.no_grad():
+        ratios = list(update_ratio.update_ratios(params, lr))
+    return Trace(losses=[loss], update_ratios=[ratios], init_tanh=stats, at_init=True)
+
+
+def _tanh_stats(net: DeepNet, diagnostics) -> list:
+    return [diagnostics.activation_stats(net.layers[j].out.detach()) for j in net.tanh_layers()]
