@@ -284,8 +284,8 @@ import torch.nn.functional as F
 import kata.data
 from grader import check, explain, hint  # grade what you define in a cell; hints; viewer questions
 from kata.workbook import ready          # an experiment runs only once the topics it calls are done
-from kata.deepnet import LECTURE as DEEP_NET  # the lecture's printed tables, shown beside your numbers
-from kata.mlp import LECTURE as LOSS_LOG      # (train, val) after 200,000 steps, per loss-log stage
+from kata import facts                       # the lecture's printed and measured numbers, beside yours
+DEEP_NET, LOSS_LOG = facts.DEEP_NET, facts.LOSS_LOG
 
 %matplotlib inline
 torch.set_num_threads(1)  # tiny tensors: one thread is faster than two that keep synchronising
@@ -481,7 +481,7 @@ C, W1, b1, W2, b2 = parameters
 Xb, Yb = first_batch(g)
 logits = mlp_forward(Xb, *parameters)[2]
 print(f"expected at init: -log(1/{vocab_size}) = {expected_initial_loss(vocab_size):.4f}")
-print(f"naive init, first batch: {F.cross_entropy(logits, Yb).item():.4f} (the lecture: 27.8817); "
+print(f"naive init, first batch: {F.cross_entropy(logits, Yb).item():.4f} (the lecture: {facts.INIT_LOSS['original']}); "
       f"logits from {logits.min().item():.1f} to {logits.max().item():.1f}: confidently wrong")
 for scale, lecture in ((0.1, 4.2326), (0.01, 3.3221), (0.0, 3.2958)):
     W2s, b2s = scale_output_layer(W2, b2, scale)
@@ -514,7 +514,7 @@ hpreact, h, _ = mlp_forward(Xb, *parameters)
 print(f"hpreact: std {hpreact.std().item():.2f}, from {hpreact.min().item():.1f} to {hpreact.max().item():.1f} "
       "(the lecture: std 5.18, about -19 to 18)")
 print(f"saturation_fraction(h) = {saturation_fraction(h):.4f}: {saturation_fraction(h):.2%} of |h| > 0.99 "
-      "(the lecture: 60.95%)")
+      f"(the lecture: {facts.INIT_SATURATION['original']:.2%})")
 print(f"dead_neurons(h): {int(dead_neurons(h).sum())} of {n_hidden} neurons saturated for every example "
       "(the lecture: none)")
 local = tanh_backward(h, torch.ones_like(h))  # 1 - h**2: the share of the gradient each unit lets through
@@ -532,7 +532,7 @@ plt.show()
 
 hpreact2, h2, _ = mlp_forward(Xb, C, W1 * 0.2, b1 * 0.01, W2, b2)
 print(f"W1 * 0.2, b1 * 0.01: hpreact std {hpreact2.std().item():.2f}, {saturation_fraction(h2):.2%} saturated "
-      "(the lecture: 1.00, 0.98%)")
+      f"(the lecture: {facts.HPREACT_STD['tanh']:.2f}, {facts.INIT_SATURATION['tanh']:.2%})")
 fig, (image, left, right) = plt.subplots(1, 3, figsize=(20, 4))
 image.imshow(h2.abs() > 0.99, cmap="gray", interpolation="nearest", aspect="auto")
 image.set_title("h.abs() > 0.99 after W1 * 0.2, b1 * 0.01")
@@ -560,7 +560,7 @@ for ax, (name, weight) in zip(axes[1:], cases.items()):
     ax.set_title(f"x @ {name}: std {y.std().item():.2f}")
 axes[0].set_xlim(-20, 20)  # one scale for all five (w * 5 reaches past it): the widths compare directly
 plt.show()
-print("the lecture: x @ w std about 3.16, w * 5 15.8, w * 0.2 0.63, w / sqrt(10) 1.00")
+print("the lecture: x @ w std about 3.16, " + ", ".join(f"{k} {v}" for k, v in facts.KAIMING_DEMO.items()))
 
 for name in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu"):
     print(f"gain({name!r}) = {gain(name):.4f}   torch.nn.init.calculate_gain: "
@@ -572,7 +572,8 @@ parameters[2] = parameters[2] * 0.01  # b1 * 0.01, as the lecture
 parameters[3], parameters[4] = scale_output_layer(parameters[3], parameters[4])
 hpreact, h, _ = mlp_forward(first_batch(g)[0], *parameters)
 print(f"W1 = kaiming_normal(30, 200): std {parameters[1].std().item():.4f}; first batch hpreact std "
-      f"{hpreact.std().item():.2f}, {saturation_fraction(h):.2%} of |h| > 0.99 (the lecture: 1.52, 8.14%)")
+      f"{hpreact.std().item():.2f}, {saturation_fraction(h):.2%} of |h| > 0.99 "
+      f"(the lecture: {facts.HPREACT_STD['kaiming']:.2f}, {facts.INIT_SATURATION['kaiming']:.2%})")
 fig, (left, right) = plt.subplots(1, 2, figsize=(16, 4))
 left.hist(h.view(-1).tolist(), 50); left.set_title("h with Kaiming init")
 right.hist(hpreact.view(-1).tolist(), 50); right.set_title("hpreact with Kaiming init")
@@ -775,7 +776,8 @@ nothing before it ever moves. The net can only learn the best constant predictio
 falls to the entropy of the targets (your `unigram_loss`) and no further. 3,000 steps here, at the
 lecture's lr 0.1.""", '''\
 floor = unigram_loss(Ytr)
-print(f"unigram_loss(Ytr) = {floor:.4f}, unigram_loss(Ydev) = {unigram_loss(Ydev):.4f} (measured: 2.8226, 2.8204)")
+print(f"unigram_loss(Ytr) = {floor:.4f}, unigram_loss(Ydev) = {unigram_loss(Ydev):.4f} "
+      f"(measured: {facts.UNIGRAM_LOSS['train']}, {facts.UNIGRAM_LOSS['val']})")
 parameters, g = draw_mlp()
 Xb, Yb = first_batch(g)
 grads = zero_init_grads(Xb, Yb)
