@@ -71,6 +71,11 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"grader.py: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # kata.grading.GradingError: the tests could not run at all
+        if type(e).__name__ != "GradingError":
+            raise
+        print(f"grader.py: error: {str(e).removeprefix('ERROR: ')}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         out.line("\ninterrupted.")
         return 130
@@ -82,7 +87,11 @@ def main(argv=None) -> int:
 def run(args, selected, impl, out) -> int:
     from kata import hintstate, reset, scorecard
     if args.hint:
-        for text in hintstate.hint_text(args.hint, args.level):
+        try:
+            lines = hintstate.hint_text(args.hint, args.level)
+        except hintstate.NoSuchLevel as e:
+            raise UsageError(str(e)) from None
+        for text in lines:
             out.line(text)
         return 0
     if args.explain:

@@ -21,11 +21,10 @@ class Kind(str, Enum):
 class KataFailure(AssertionError):
     """A failed check; its message is the lesson, `mistake` the catalogued mistake it recognised."""
 
-    kind = Kind.ASSERTION
-
-    def __init__(self, message: str, mistake: str | None = None):
+    def __init__(self, message: str, mistake: str | None = None, kind: Kind = Kind.ASSERTION):
         super().__init__(message)
         self.mistake = mistake
+        self.kind = kind
 
     def __str__(self) -> str:
         text = super().__str__()

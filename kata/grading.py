@@ -50,6 +50,10 @@ def scan(path: Path) -> tuple[str, str]:
     return "", ""
 
 
+class GradingError(RuntimeError):
+    """The tests could not run at all; the message says why."""
+
+
 def test_file(topic: str) -> Path:
     return TESTS / f"test_{topic}.py"
 
@@ -93,7 +97,10 @@ def pytest_args(files, impl: str | None, timeout: float, bundle: str | None = No
     # no tracebacks (formatting them costs more than the tests; the records carry the lesson), no
     # output capture (learner code prints in its own process), and none of the plugins grading does
     # not use: together they cost a third of the run (1.6 s -> 1.1 s on 2 cores)
-    args = [*map(str, files), "-p", "kata.plugin", "-q", "--tb=no", "-s", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+    # --noconftest: no conftest.py is read (the kata's plugin comes with -p), so one planted among the
+    # tests by learner code cannot hook into the verdict
+    args = [*map(str, files), "-p", "kata.plugin", "--noconftest", "-q", "--tb=no", "-s",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning",
             *(f"-pno:{name}" for name in UNUSED_PLUGINS), "--kata-call-timeout", f"{timeout:g}", "--rootdir",
             str(TESTS.parent)]
     config = TESTS.parent / "pyproject.toml"
@@ -112,7 +119,8 @@ def grade(names=topics.NAMES, impl: Path | str = BUILTIN["exercises"], *, timeou
         impl = Path(impl).resolve()
         for t, r in results.items():
             if not (impl / f"{t}.py").is_file():
-                r.missing = f"{show_path(impl / f'{t}.py')} does not exist: the {t} topic needs this file"
+                r.missing = (f"{show_path(impl / f'{t}.py')} does not exist: the {t} topic needs this file "
+                             f"(python grader.py --reset {t} writes its stub there)")
                 continue
             r.syntax_error, uses = scan(impl / f"{t}.py")
             r.uses_solutions = uses if impl != BUILTIN["solutions"].resolve() else ""
@@ -128,9 +136,15 @@ def grade(names=topics.NAMES, impl: Path | str = BUILTIN["exercises"], *, timeou
     # pytest runs gc.collect() five times at the end of a session; objects frozen here (torch's
     # thousands of modules and functions) are not scanned again: half a second saved on 2 cores
     gc.freeze()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        pytest.main(pytest_args([test_file(t) for t in runnable], None if bundle else impl, timeout, bundle),
-                    plugins=[collector])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        code = pytest.main(pytest_args([test_file(t) for t in runnable], None if bundle else impl, timeout, bundle),
+                           plugins=[collector])
+    if code == pytest.ExitCode.INTERRUPTED:
+        raise KeyboardInterrupt
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR) and not collector.records:
+        raise GradingError(printed.getvalue().strip().splitlines()[-1] if printed.getvalue().strip()
+                           else f"pytest could not run the tests (exit status {int(code)})")
     for rec in collector.records:
         if rec.topic in results:
             results[rec.topic].tests.append(rec)

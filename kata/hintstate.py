@@ -39,23 +39,32 @@ def _save(state: dict) -> None:
 KINDS = {1: "the concept", 2: "the formula"}
 
 
-def hint_text(name: str, level: int | None = None) -> list[str]:
-    """The lines `--hint` prints: the next level (or `level`), and what to do after it."""
+class NoSuchLevel(ValueError):
+    """A hint level the topic does not have."""
+
+
+def hint_text(name: str, level: int | None = None, notebook: bool = False) -> list[str]:
+    """The lines `--hint` prints: the next level (or `level`, which shows that level again and
+    keeps how far you got), and what to do after it, as a notebook or the command line says it."""
     texts = topics.hints(name)
     if not texts:
         return [f"{name}: no hints written yet; python grader.py {name} shows what the tests expect."]
+    if level is not None and not 1 <= level <= len(texts):
+        raise NoSuchLevel(f"{name} has hint levels 1 to {len(texts)}, not {level}")
     state = levels()
     if level is None:
-        level = state.get(name, 0) + 1
-    level = max(1, min(level, len(texts)))
-    state[name] = level
+        level = min(state.get(name, 0) + 1, len(texts))
+    state[name] = max(level, state.get(name, 0))
     _save(state)
     kind = KINDS.get(level, "near the solution")
     lines = [f"{name}, hint {level} of {len(texts)} ({kind}):", texts[level - 1].strip()]
+    again = f'hint("{name}")' if notebook else f"python grader.py --hint {name}"
+    level_n = f'hint("{name}", level=N)' if notebook else "--level N"
+    notes = f'explain("{name}")' if notebook else f"python grader.py --explain {name}"
     if level < len(texts):
-        lines.append(f"\n(python grader.py --hint {name} again for the next level; --level N shows level N)")
+        lines.append(f"\n({again} again for the next level; {level_n} shows level N)")
     else:
-        lines.append(f"\n(that was the last hint; python grader.py --explain {name} answers the viewer questions)")
+        lines.append(f"\n(that was the last hint; {notes} answers the viewer questions)")
     return lines
 
 

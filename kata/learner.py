@@ -56,6 +56,8 @@ class Server:
         self.kept = None  # the last reply's values, alive until the next reply (their ids stay unique)
         for rule in topics.SHORTCUTS.values():  # before any learner module is imported: no alias escapes
             _install(rule)
+        if not any(isinstance(f, _NoReference) for f in sys.meta_path):
+            sys.meta_path.insert(0, _NoReference())
 
     # ------------------------------------------------------------ the loop
     def serve(self) -> None:
@@ -111,6 +113,12 @@ class Server:
             return {"error": {"type": "LearnerImportError", "message": str(e)}}
         except BaseException as e:  # noqa: BLE001 - anything else while importing learner code
             return {"error": describe(e, "importing")}
+        removed = guards_removed()
+        rule = topics.shortcut_rule(header["topic"])
+        if removed and rule is not None and set(removed) & set(rule.runtime):
+            return {"error": {"type": "ShortcutError", "base": "RuntimeError", "mistake": "shortcut",
+                              "message": f"importing {header['topic']} took off the kata's guard on {removed[0]}: "
+                                         f"{rule.message(header['topic'])}"}}
         names = {}
         for name, value in vars(module).items():
             if name.startswith("_"):
@@ -147,7 +155,10 @@ class Server:
         module = self.module(spec["impl"], spec["topic"])
         return getattr(module, spec["name"]), spec["topic"]
 
-    def run(self, op: str, header: dict, blobs):
+    def run(self, op: str, header: dict, blobs, _mutations=None, _blocked=None):
+        # the kata's own observers come bound as defaults (set below, once both are defined), not
+        # looked up as module globals during the call: rebinding kata.learner._mutations from
+        # learner code does not turn them off
         generators: dict[int, torch.Generator] = {}
         decoder = wire.Decoder(blobs, self.resolve, generator=lambda k, state: _generator(generators, k, state))
         try:
@@ -164,7 +175,7 @@ class Server:
         value = None
         try:
             rng_before = enter_state(header.get("state", {}), blobs)
-            with shortcuts_blocked(topic, record):
+            with _blocked(topic, record):
                 if op == "call":
                     value = target(*args, **kwargs)
                 elif op == "getattr":
@@ -223,18 +234,29 @@ class Server:
             "callable": callable(value)})
 
 
+class _NoReference:
+    """The reference (solutions/) cannot be imported by learner code, whatever the spelling."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "solutions" or name.startswith("solutions."):
+            raise ImportError(f"import {name}: the reference is not yours to import; write the code yourself")
+        return None
+
+
 class Callback:
     """A callable of the test process (the test's model for split_loss), called from learner code."""
 
     def __init__(self, server: Server, id: int, name: str):
         self.server, self.id, self.name = server, id, name
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args, _grad_enabled=torch._C.is_grad_enabled, **kwargs):
+        # the grad mode is read with torch's own C function, bound when this process started: a
+        # learner's torch.is_grad_enabled = lambda: False does not change what the test is told
         server = self.server
         encoder = wire.Encoder(server.as_handle, tensor_meta=lambda t: {"oid": id(t)})
         header = {"op": "callback", "id": self.id, "args": encoder.encode(list(args)),
                   "kwargs": encoder.encode(dict(kwargs)),
-                  "state": {"grad": torch.is_grad_enabled(), "dtype": _dtype_name(torch.get_default_dtype())}}
+                  "state": {"grad": _grad_enabled(), "dtype": _dtype_name(torch.get_default_dtype())}}
         server.channel.send(*wire.message(header, encoder))
         while True:  # the test process may call into us before it answers
             reply, blobs = server.channel.recv()
@@ -351,7 +373,7 @@ def leave_state(rng_before) -> dict:
 
 
 # ---------------------------------------------------------------- shortcuts
-_installed: dict = {}   # dotted name -> the original callable, for every rule's runtime names
+_guards: dict = {}   # dotted name -> (owner, attribute, guard); the originals live only in the guards
 _active: dict = {"rule": None, "topic": None, "record": None}
 
 
@@ -367,17 +389,33 @@ def shortcuts_blocked(topic: str | None, record: dict):
         yield
     finally:
         _active.update(before)
+        removed = guards_removed()
+        if removed and rule is not None and set(removed) & set(rule.runtime):
+            record["shortcut"] = record["shortcut"] or f"{removed[0]} (after removing the kata's guard on it)"
+
+
+def guards_removed() -> list[str]:
+    """The guards learner code has taken off (they are put back): a call of the original is then
+    invisible, so the removal itself is what gets reported."""
+    removed = [dotted for dotted, (owner, attr, guard) in _guards.items() if getattr(owner, attr, None) is not guard]
+    for dotted in removed:
+        owner, attr, guard = _guards[dotted]
+        setattr(owner, attr, guard)
+    return removed
 
 
 def _install(rule) -> None:
     for dotted in rule.runtime:
-        if dotted in _installed:
+        if dotted in _guards:
             continue
         owner_name, _, attr = dotted.rpartition(".")
         owner = _resolve(owner_name)
-        original = getattr(owner, attr)
-        _installed[dotted] = original
-        setattr(owner, attr, _guard(dotted, original))
+        original = getattr(owner, attr, None)
+        if original is None:  # not in this torch's version: nothing to refuse
+            continue
+        guard = _guard(dotted, original)
+        _guards[dotted] = (owner, attr, guard)
+        setattr(owner, attr, guard)
 
 
 def _guard(dotted: str, original):
@@ -390,7 +428,7 @@ def _guard(dotted: str, original):
             record["shortcut"] = record["shortcut"] or shown
             raise ShortcutError(f"your {_active['topic']} code called {shown}: {rule.message(_active['topic'])}")
         return original(*args, **kwargs)
-    guarded.__wrapped__ = original
+    guarded.__name__ = getattr(original, "__name__", shown)  # no __wrapped__: nothing leads back to the original
     return guarded
 
 
@@ -405,6 +443,9 @@ def _resolve(dotted: str):
 
 class ShortcutError(RuntimeError):
     pass
+
+
+Server.run.__defaults__ = (_mutations, shortcuts_blocked)
 
 
 # ---------------------------------------------------------------- errors
@@ -502,7 +543,8 @@ def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle_path: str | None = N
     """Body of a forked learner process; never returns."""
     code = 0
     try:
-        os.setpgid(0, 0)  # a process group of its own: stopping it stops what learner code started
+        os.setsid()  # a session and process group of its own: no terminal to write to, and stopping the
+        # group stops what learner code started in it
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         null = os.open(os.devnull, os.O_RDONLY)

@@ -120,14 +120,14 @@ def check(topic: str, *objects, impl=None, timeout: float = 3) -> Check:
 def _report(r, out) -> Check:
     from kata import scorecard
     out.line(scorecard.row(out, r).strip())
-    for text in scorecard.details(r, hintstate.levels().get(r.topic.name), notebook=in_notebook()):
+    for text in scorecard.details(r, hintstate.levels().get(r.topic.name), ask="notebook" if in_notebook() else "cli"):
         out.line(text)
     return Check(r.topic.name, r.passed, r.score, r.max_score, r.n_passed, len(r.tests), r.status.value)
 
 
 def hint(topic: str, level: int | None = None) -> None:
     """Print the next hint for the topic (or hint `level`), as `python grader.py --hint` does."""
-    for text in hintstate.hint_text(topic, level):
+    for text in hintstate.hint_text(topic, level, notebook=True):
         print(text)
 
 

@@ -22,7 +22,7 @@ import torch
 
 from kata import remote, topics
 from kata.failure import Kind, LearnerProcessFailure
-from kata.loader import ImplNotFound, chosen, resolve, show_path
+from kata.loader import TESTS, ImplNotFound, chosen, resolve, show_path
 from kata.results import Record
 from kata.testing import base_seed, seed_for
 
@@ -52,6 +52,10 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    planted = sorted(str(p) for p in TESTS.rglob("conftest.py"))
+    if planted:  # the kata has none there: one would run in this process, beside the verdict
+        raise pytest.UsageError(f"{', '.join(planted)} is not part of the kata and could change what the tests "
+                                "report: remove it (git status shows what changed)")
     for t in topics.TOPICS:  # `pytest -m batchnorm`: one marker per topic, from the one list of topics
         config.addinivalue_line("markers", f"{t.name}: topic {topics.NAMES.index(t.name) + 1}, {t.section}")
     if config.getoption("kata_bundle"):

@@ -93,6 +93,7 @@ class LearnerProcess:
 
     # ------------------------------------------------------------ life
     def start(self) -> None:
+        _guard_test_process()
         child_in, parent_out = os.pipe()    # test -> learner
         parent_in, child_out = os.pipe()    # learner -> test
         self.log = tempfile.TemporaryFile()
@@ -147,6 +148,7 @@ class LearnerProcess:
             except ProcessLookupError:
                 pass
         status = self._reap()
+        _stop_orphans()
         _running.discard(self)
         self.log_text = self.log_tail()
         self.log.close()
@@ -424,7 +426,10 @@ class Remote:
     def load(self, topic: str) -> "RemoteModule":
         __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
         module = RemoteModule(self, topic)
-        self.proc.load(self.key, topic)  # an import error fails here, once, with the learner's message
+        try:
+            self.proc.load(self.key, topic)  # an import error fails here, once, with the learner's message
+        except LearnerProcessFailure as e:  # a module fixture must raise an Exception: pytest keeps it
+            raise KataFailure(str(e), kind=e.kind) from None  # for every test of the module
         return module
 
     def file(self, topic: str):
@@ -472,7 +477,12 @@ class RemoteFunction:
         __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
         m = self._module
         target = {"impl": m._impl, "topic": m._topic, "name": self._name}
-        return m._remote.proc.call(target, args, kwargs, f"{m._impl}:{m._topic}.{self._name}", self._name)
+        return m._remote.proc.call(target, args, kwargs, self._call_key, self._name)
+
+    @property
+    def _call_key(self) -> str:
+        """Which calls share a timeout: every call of this function."""
+        return f"{self._module._impl}:{self._module._topic}.{self._name}"
 
     @property
     def __name__(self):
@@ -528,8 +538,11 @@ class Handle:
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
-        return self._proc.call({"handle": self._check()}, args, kwargs, f"{self._key()}.__call__",
-                               f"{self.kata_type}(...)")
+        return self._proc.call({"handle": self._check()}, args, kwargs, self._call_key, f"{self.kata_type}(...)")
+
+    @property
+    def _call_key(self) -> str:
+        return f"{self._key()}.__call__"
 
     def __repr__(self) -> str:
         return str(self._info.get("repr") or f"<{self.kata_type} object>")
@@ -553,11 +566,13 @@ def _release(proc_ref, generation: int, id: int) -> None:
 
 
 # ---------------------------------------------------------------- helpers for tests
-def probe(name: str, *args, topic: str | None = None):
-    """Run kata/probes.py's `name` in the learner process with these arguments."""
+def probe(name: str, *args, topic: str | None = None, what: str | None = None, key: str | None = None):
+    """Run kata/probes.py's `name` in the learner process with these arguments; `what` is how a
+    failure names the call, and `key` which call's timeout it shares (the learner function it runs:
+    a function that hung once fails at once, through a probe too)."""
     __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
     proc = next((a._proc for a in _flatten(args) if isinstance(a, Handle)), None) or shared_process()
-    return proc.call({"probe": name, "topic": topic}, args, {}, f"probe:{name}:{topic}", name)
+    return proc.call({"probe": name, "topic": topic}, args, {}, key or f"probe:{name}:{topic}", what or name)
 
 
 def _flatten(values):
@@ -584,7 +599,10 @@ def vjp(target, args, upstream, kwargs=None, wrt=None, grads_of=()) -> VJP:
     if isinstance(target, Handle) or isinstance(target, list):
         first = target if isinstance(target, Handle) else target[0]
         topic = first._info.get("topic")
+    first = target[0] if isinstance(target, list) else target
+    what = f"{first.kata_type}(...)" if isinstance(first, Handle) else getattr(first, "_name", "the call")
     result = probe("vjp", target, tuple(args), dict(kwargs or {}), upstream, wrt, [list(p) for p in grads_of],
+                   what=what, key=getattr(first, "_call_key", None),
                    topic=topic)
     grads = result.get("grads")
     return VJP(result.get("out"), result.get("graph") is True, None if grads is None else tuple(grads),
@@ -647,6 +665,53 @@ def _wait(fd: int, deadline: float) -> None:
     remaining = deadline - time.monotonic()
     if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
         raise _Deadline
+
+
+_guarded = False
+
+
+def _guard_test_process() -> None:
+    """Once, before the first learner process starts (Linux): no other process of this user may
+    read this one's memory or open its descriptors (/proc/<pid>/fd: the terminal, a results file),
+    and a process that learner code starts and orphans becomes this one's child, so that stopping
+    the learner process stops it too (a daemon could otherwise rewrite a results file later)."""
+    global _guarded
+    if _guarded or not sys.platform.startswith("linux"):
+        return
+    _guarded = True
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(4, 0)   # PR_SET_DUMPABLE: off
+        libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: on
+    except OSError:
+        pass
+
+
+def _stop_orphans() -> None:
+    """Kill the processes learner code started that outlived the learner process: this process's
+    children (reparented here) in a process group of their own; its own subprocesses share its group."""
+    if not os.path.isdir("/proc"):
+        return
+    me, group = os.getpid(), os.getpgrp()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after "(command)": state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me and int(fields[2]) != group and not _is_learner(int(entry)):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                os.waitpid(int(entry), 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def _is_learner(pid: int) -> bool:
+    return any(proc.pid == pid and proc.alive() for proc in _running)
 
 
 def _exit_words(status) -> str:

@@ -46,9 +46,10 @@ def reset(name: str, impl: Path) -> list[str]:
     target = impl / f"{name}.py"
     if _untouched(target, name):
         return [f"{show_path(target)} is the untouched stub already: nothing to reset, nothing backed up"]
-    lines = []
-    if target.is_file():
-        lines.append(f"backed up {show_path(target)} to {show_path(backup(target, name))}")
+    if not target.is_file():
+        target.write_text(expected(name), encoding="utf-8")
+        return [f"{show_path(target)} was missing: wrote the {name} stub there"]
+    lines = [f"backed up {show_path(target)} to {show_path(backup(target, name))}"]
     target.write_text(expected(name), encoding="utf-8")
     lines.append(f"wrote the {name} stub to {show_path(target)} (python grader.py --restore {name} brings yours back)")
     return lines

@@ -59,10 +59,14 @@ def row(out: Out, r: TopicResult) -> str:
     return f"{number:>3}  {t.name:<16} {status} {tests:>6}  {r.score:>3}/{t.points:<3}"
 
 
-def details(r: TopicResult, hint_level: int | None = None, most: int | None = None, notebook: bool = False) -> list[str]:
+HINT = {"cli": "python grader.py --hint {name}", "notebook": 'hint("{name}")', None: None}
+
+
+def details(r: TopicResult, hint_level: int | None = None, most: int | None = None, ask: str | None = "cli") -> list[str]:
     """A topic's verdict in full: problems first, then each known mistake's explanation, then the
-    failing tests (one block per distinct message, however many tests share it), then the hint
-    (as a notebook calls it, when `notebook`)."""
+    failing tests (one block per distinct message, however many tests share it), then how to ask
+    for a hint: on the command line ("cli"), in a notebook ("notebook"), or not at all (None:
+    Gradescope, where neither can be run)."""
     name = r.topic.name
     if r.passed:
         return [f"{name}: all {len(r.tests)} tests pass."]
@@ -79,27 +83,44 @@ def details(r: TopicResult, hint_level: int | None = None, most: int | None = No
             lines.append(f"{name}: known mistake, {mistake.title} [{mistake_id}]:")
             lines += ["    " + part for part in mistake.explain.splitlines()]
     lines.append(f"{name}: {len(failing)} of {len(r.tests)} tests failing")
-    groups: dict[str, list[str]] = {}
-    for t in failing:  # one message shared by many tests (a stub's NotImplementedError) is shown once
-        groups.setdefault(t.text, []).append(t.name)
-    for k, (text, names) in enumerate(groups.items()):
+    groups = failure_groups(failing)
+    for k, group in enumerate(groups):
         if most is not None and k == most:
-            rest = sum(len(n) for n in list(groups.values())[k:])
+            rest = sum(len(g) for g in groups[k:])
             lines.append(f"  ... and {rest} more failing (python grader.py {name} shows them all)")
             break
+        names = [t.name for t in group]
         if len(names) == 1:
             lines.append(f"  FAIL {names[0]}")
         else:
             shown = "every test" if len(names) == len(r.tests) else ", ".join(names[:2]) + \
                 (f" and {len(names) - 2} more" if len(names) > 2 else "")
-            lines.append(f"  FAIL {len(names)} tests ({shown}):")
-        lines += ["    " + part for part in text.splitlines()]
+            same = f", the same known mistake [{group[0].mistake}]" if group[0].mistake else ""
+            first = "; the first says" if len({t.text for t in group}) > 1 else ""
+            lines.append(f"  FAIL {len(names)} tests ({shown}){same}{first}:")
+        lines += ["    " + part for part in group[0].text.splitlines()]
     total = len(topics.hints(name))
-    if total:
+    if total and HINT[ask]:
         level = min((hint_level or 0) + 1, total)
-        ask = f'hint("{name}")' if notebook else f"python grader.py --hint {name}"
-        lines.append(f"  Stuck? {ask}   (hint {level} of {total})")
+        lines.append(f"  Stuck? {HINT[ask].format(name=name)}   (hint {level} of {total})")
     return lines
+
+
+def failure_groups(failing) -> list[list]:
+    """Failures that say the same thing, together: one message shared by many tests (a stub's
+    NotImplementedError), one known mistake named by many, or the cases of one parametrized test."""
+    groups: list[list] = []
+    index: dict[tuple, list] = {}
+    for t in failing:
+        base = ("case of", t.name.split("[")[0])
+        key = next((k for k in (("mistake", t.mistake), ("text", t.text), base) if k in index),
+                   ("mistake", t.mistake) if t.mistake else ("text", t.text))
+        if key not in index:
+            index[key] = []
+            groups.append(index[key])
+        index.setdefault(base, index[key])
+        index[key].append(t)
+    return groups
 
 
 def next_topic(results) -> str | None:
@@ -141,7 +162,7 @@ def results_json(results: dict, graded: str) -> dict:
         "score": r.score,
         "max_score": r.max_score,
         "status": "passed" if r.passed else "failed",
-        "output": "\n".join(details(r)),
+        "output": "\n".join(details(r, ask=None)),
     } for r in results.values()]
     return {"score": sum(e["score"] for e in entries), "max_score": sum(e["max_score"] for e in entries),
             "output": f"graded {graded}", "tests": entries}

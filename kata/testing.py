@@ -69,7 +69,7 @@ def call(fn: str, *args, **kwargs) -> str:
     def show(name, value, keyword):
         if isinstance(value, torch.Tensor):
             return f"{name}{dims(value)}" if value.ndim else f"{name}={value.item():.4g}"
-        return f"{name}={safe_repr(value, 40)}" if keyword or not name else safe_repr(value, 40)
+        return f"{name}={safe_repr(value, 40)}" if keyword else safe_repr(value, 40)
     parts = [show(n, v, False) for n, v in args] + [show(k, v, True) for k, v in kwargs.items()]
     return f"{fn}({', '.join(parts)})"
 
@@ -270,8 +270,12 @@ def _dotted_names(tree: ast.AST):
 
 
 def _mentions(dotted: str, forbidden: str) -> bool:
-    """True if `forbidden`'s components appear contiguously in `dotted` (nn.init in torch.nn.init.x)."""
+    """True if `forbidden`'s components appear contiguously in `dotted` (nn.init in torch.nn.init.x);
+    a one-word name also inside a longer word of an attribute chain (batch_norm in
+    torch.native_batch_norm), except on the learner's own `self.`."""
     have, want = dotted.split("."), forbidden.split(".")
+    if len(want) == 1 and len(have) > 1 and have[0] != "self":
+        return any(want[0] in part for part in have[1:])
     return any(have[i:i + len(want)] == want for i in range(len(have) - len(want) + 1))
 
 

@@ -80,10 +80,14 @@ class ShortcutRule:
 
 
 NORMALISE = ShortcutRule(
-    source=("batch_norm", "nn.BatchNorm1d", "functional.normalize", "layer_norm", "instance_norm"),
+    # a name that is one word is also refused inside a longer one (torch.native_batch_norm)
+    source=("batch_norm", "nn.BatchNorm1d", "functional.normalize", "layer_norm", "instance_norm", "group_norm"),
     runtime=("torch.nn.functional.batch_norm", "torch.batch_norm", "torch.nn.BatchNorm1d.forward",
-             "torch.nn.functional.layer_norm", "torch.layer_norm", "torch.nn.functional.instance_norm",
-             "torch.instance_norm", "torch.nn.functional.normalize"),
+             "torch.native_batch_norm", "torch._native_batch_norm_legit", "torch.batch_norm_elemt",
+             "torch._batch_norm_impl_index", "torch.nn.functional.layer_norm", "torch.layer_norm",
+             "torch.native_layer_norm", "torch.nn.functional.instance_norm", "torch.instance_norm",
+             "torch.nn.functional.group_norm", "torch.group_norm", "torch.native_group_norm",
+             "torch.nn.functional.normalize"),
     why="compute the mean and variance with tensor ops (x.mean(0), x.var(0, unbiased=False)) and normalise "
         "with gamma * (x - mean) / torch.sqrt(var + eps) + beta")
 INIT = ShortcutRule(

@@ -84,6 +84,29 @@ CASES = {
         "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return x\n"),
     "exit_at_import": (  # learner code that exits with status 0 at import: plain pytest must still fail
         "import os\nos._exit(0)\n"),
+    # ways round the shortcut rule and the reference: the values are right, the rule is broken
+    "guards_removed": (
+        "import sys, torch.nn.functional as F\n"
+        "_m = sys.modules['kata.learner']\n"
+        "for _owner, _attr, _guard in list(_m._guards.values()):\n"
+        "    setattr(_owner, _attr, _guard.__closure__[-1].cell_contents if _guard.__closure__ else _guard)\n"
+        "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
+        "    return getattr(F, 'batch' + '_norm')(x, None, None, gamma, beta, training=True, eps=eps)\n"),
+    "native_batch_norm": ("import torch\ndef batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
+                          "    return torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, eps)[0]\n"),
+    "solutions_by_name": ("import importlib\n"
+                          "batchnorm_forward = importlib.import_module('sol' + 'utions.batchnorm').batchnorm_forward\n"),
+    "daemon": (  # a process that outlives the learner's, to rewrite the results after the grader exits
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(3)\n"
+        "        for _p in os.environ.get('KATA_TEST_JSON', '').split(':'):\n"
+        "            if _p:\n"
+        "                open(_p, 'w').write('{\"score\": 100}')\n"
+        "    os._exit(0)\n"
+        "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return x\n"),
 }
 
 
@@ -179,6 +202,23 @@ def test_grade_objects_that_claim_equality_cross_as_plain_values_and_fail(graded
     r = graded[case][0][BROKEN]
     value_tests = [t for t in r.tests if "matches_torch" in t.name]
     assert value_tests and not any(t.passed for t in value_tests)
+
+
+@pytest.mark.parametrize("case", ["guards_removed", "native_batch_norm", "solutions_by_name"])
+def test_grade_ways_round_the_rules_fail(graded, case):
+    r = graded[case][0][BROKEN]
+    assert not r.passed and r.n_passed < len(r.tests) // 2, (case, r.status, r.n_passed)
+    words = {"guards_removed": "guard", "native_batch_norm": "shortcut", "solutions_by_name": "not yours to import"}
+    assert any(words[case] in t.text or t.mistake == "shortcut" for t in r.tests if not t.passed), failing_texts(r)[:600]
+
+
+def test_cli_a_process_learner_code_leaves_behind_cannot_rewrite_the_results(tmp_path):
+    impl = broken_impl(tmp_path / "impl", "daemon")
+    path = tmp_path / "results.json"
+    done = run_cli(BROKEN, "--impl", impl, "--json", path, env={"KATA_TEST_JSON": str(path)})
+    assert done.returncode == 1
+    time.sleep(4)  # past the moment the orphan would have written
+    assert json.loads(path.read_text())["score"] == 0, path.read_text()[:300]
 
 
 @pytest.mark.parametrize("case", ["patch_pytest_reports", "rebind_helpers", "forge_channel"])
@@ -398,3 +438,24 @@ def test_check_grades_functions_defined_in_the_main_program(tmp_path):
     last = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
     assert last == [f"RESULT True {topics.get(BROKEN).points} False 0 False"], done.stdout[-3000:] + done.stderr[-2000:]
     assert "unbiased variance" in done.stdout and "define BatchNorm1d and Tanh in a cell" in done.stdout, done.stdout
+
+
+NO_GRAD_FORGED = '''import torch
+import torch.nn.functional as F
+
+def split_loss(forward, X, Y):
+    real = torch.is_grad_enabled
+    torch.is_grad_enabled = lambda: False  # what a test might ask when its forward is called back
+    try:
+        logits = forward(X)
+    finally:
+        torch.is_grad_enabled = real
+    return F.cross_entropy(logits, Y).item()
+'''
+
+
+def test_grade_a_forged_grad_mode_does_not_hide_a_missing_no_grad(tmp_path):
+    impl = Path(shutil.copytree(BUILTIN["solutions"], tmp_path / "impl"))
+    (impl / "no_grad.py").write_text(NO_GRAD_FORGED, encoding="utf-8")
+    r = grading.grade(["no_grad"], impl)["no_grad"]
+    assert not r.passed and "no_no_grad" in r.mistakes(), failing_texts(r)[:600]

@@ -137,7 +137,8 @@ def test_batchnorm_forward_leaves_inputs_unchanged(forward, gen):
     shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
     with inputs_unchanged(shown, x=x, gamma=gamma, beta=beta):
         out = forward(x, gamma, beta)
-    expect_close(out, F.batch_norm(x, None, None, gamma, beta, training=True), call=shown, what="returned", **TOL)
+    expect_close(out, F.batch_norm(x, None, None, gamma, beta, training=True), call=shown, what="returned", **TOL,
+                 suspects=suspects(x, gamma, beta, 1e-5))
     expect_new_tensor(out, shown, x=x)
 
 
@@ -149,14 +150,15 @@ def test_batchnorm_forward_keeps_float32_in_float32(forward, gen):
     out = expect_tensor(forward(x, gamma, beta), shown, shape=x.shape, dtype=torch.float32)
     expected = F.batch_norm(x, None, None, gamma, beta, training=True)
     # float32 rounding is 6e-8 per op; ~10 ops on values up to ~10 stay below 1e-5
-    expect_close(out, expected, call=shown, what="returned", rtol=1e-5, atol=1e-5)
+    expect_close(out, expected, call=shown, what="returned", rtol=1e-5, atol=1e-5,
+                 suspects=suspects(x.double(), gamma.double(), beta.double(), 1e-5))
 
 
 def test_batchnorm_forward_computes_without_torch_batch_norm(forward, impl, gen):
     x, gamma, beta = draw(gen, 32, 6)
     shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
     expect_close(forward(x, gamma, beta), F.batch_norm(x, None, None, gamma, beta, training=True),
-                 call=shown, what="returned", **TOL)  # runs with torch's batch norm switched off
+                 call=shown, what="returned", suspects=suspects(x, gamma, beta, 1e-5), **TOL)  # runs with torch's batch norm switched off
     expect_no_shortcut_source(impl, "batchnorm")
 
 
@@ -169,7 +171,8 @@ def test_batchnorm_forward_default_eps_is_1e_5(forward, gen):
     wrong = [Suspect("wrong_default_eps", gamma * (x - mean) / torch.sqrt(var + e) + beta,
                      f"that is batch norm with eps={e}: the default is torch's eps=1e-5")
              for e in (1e-3, 1e-8, 0.0)]
-    expect_close(forward(x, gamma, beta), expected, call=shown, what="returned", suspects=wrong, **TOL,
+    expect_close(forward(x, gamma, beta), expected, call=shown, what="returned",
+                 suspects=[*wrong, *suspects(x, gamma, beta, 1e-5)], **TOL,
                  why="without an eps argument, eps is 1e-5 (the contract's default, as torch.nn.BatchNorm1d)")
 
 
@@ -178,4 +181,5 @@ def test_batchnorm_forward_leaves_grad_mode_and_default_dtype_as_found(forward, 
     shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
     expected = F.batch_norm(x, None, None, gamma, beta, training=True)
     expect_global_state_kept(lambda: forward(x, gamma, beta), shown,
-                             lambda out: expect_close(out, expected, call=shown, what="returned", **TOL))
+                             lambda out: expect_close(out, expected, call=shown, what="returned", **TOL,
+                                                      suspects=suspects(x, gamma, beta, 1e-5)))

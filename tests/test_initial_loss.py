@@ -199,4 +199,5 @@ def test_scale_output_layer_leaves_grad_mode_and_default_dtype_as_found(topic, g
         W2, b2 = unpack(out, shown, W, b)
         expect_close(W2, W * 0.01, call=shown, what="returned W' =", **TOL)
         expect_close(b2, torch.zeros_like(b), call=shown, what="returned b' =", **TOL)
-    expect_global_state_kept(lambda: topic.scale_output_layer(W, b), shown, check)
+    expect_global_state_kept(lambda: topic.scale_output_layer(W.clone(), b.clone()), shown, check)  # fresh copies:
+    # an in-place scale is the other tests' lesson, not this one's

@@ -239,7 +239,10 @@ def test_batchnorm1d_defaults_are_eps_1e_5_and_momentum_0_1(modules, gen):
                  why="without an eps argument, eps is 1e-5 (torch's default)")
     wrong = [Suspect("wrong_default_momentum", m * x.mean(0),
                      f"that is momentum {m}: the class's default is torch's 0.1 (the lecture's inline BN used 0.001)")
-             for m in (0.001, 0.01, 0.9)]
+             for m in (0.001, 0.01)]
+    wrong.append(Suspect("momentum_swapped", 0.9 * x.mean(0),
+                         "that is 0.9 * the batch mean: the default momentum 0.1 is there, but the weights are "
+                         "swapped; torch's momentum is the weight of the NEW batch value"))
     expect_close(stat(bn.running_mean, dim, shown, "running_mean"), ref.running_mean, call=shown,
                  what="left running_mean =", suspects=wrong, **TOL,
                  why="without a momentum argument, momentum is 0.1: running_mean = 0.9 * 0 + 0.1 * x.mean(0)")
