@@ -152,7 +152,7 @@ def summary(results: dict, out: Out, show_details: bool, selected, hint_levels: 
         out.line(f"  pytest -m {name}")
         out.line(f"  python grader.py {name}")
     else:
-        out.line("every topic passes: well done.")
+        out.line("every topic passes: well done. Now see the lecture happen with your code: python -m kata lecture")
 
 
 def results_json(results: dict, graded: str) -> dict:
