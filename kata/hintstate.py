@@ -43,9 +43,9 @@ class NoSuchLevel(ValueError):
     """A hint level the topic does not have."""
 
 
-def hint_text(name: str, level: int | None = None, notebook: bool = False) -> list[str]:
-    """The lines `--hint` prints: the next level (or `level`, which shows that level again and
-    keeps how far you got), and what to do after it, as a notebook or the command line says it."""
+def hint_text(name: str, level: int | None = None) -> list[str]:
+    """The lines `--hint` (and a notebook's hint()) print: the next level (or `level`, which shows
+    that level again and keeps how far you got), and what to do after it, in both spellings."""
     texts = topics.hints(name)
     if not texts:
         return [f"{name}: no hints written yet; python grader.py {name} shows what the tests expect."]
@@ -58,9 +58,9 @@ def hint_text(name: str, level: int | None = None, notebook: bool = False) -> li
     _save(state)
     kind = KINDS.get(level, "near the solution")
     lines = [f"{name}, hint {level} of {len(texts)} ({kind}):", texts[level - 1].strip()]
-    again = f'hint("{name}")' if notebook else f"python grader.py --hint {name}"
-    level_n = f'hint("{name}", level=N)' if notebook else "--level N"
-    notes = f'explain("{name}")' if notebook else f"python grader.py --explain {name}"
+    again = f'python grader.py --hint {name} (in a notebook: hint("{name}"))'
+    level_n = f'--level N (hint("{name}", level=N))'
+    notes = f'python grader.py --explain {name} (explain("{name}"))'
     if level < len(texts):
         lines.append(f"\n({again} again for the next level; {level_n} shows level N)")
     else:

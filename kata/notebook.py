@@ -127,7 +127,7 @@ def _report(r, out) -> Check:
 
 def hint(topic: str, level: int | None = None) -> None:
     """Print the next hint for the topic (or hint `level`), as `python grader.py --hint` does."""
-    for text in hintstate.hint_text(topic, level, notebook=True):
+    for text in hintstate.hint_text(topic, level):
         print(text)
 
 
