@@ -264,6 +264,8 @@ def test_tanh_backward_is_linear_in_grad_out(topic, gen):
         - expect_tensor(topic.tanh_backward(h, g2), shown, shape=h.shape)
     expect_close(combined, parts.detach(), call=shown, what="returned", **TOL,
                  why="backprop is linear in the incoming gradient: grad_in = local_gradient * grad_out")
+    expect_close(combined, (1 - h**2) * (2.5 * g1 - g2), call=shown, what="returned", **TOL,
+                 suspects=backward_suspects(h, 2.5 * g1 - g2))
 
 
 def test_tanh_backward_returns_a_new_tensor_and_leaves_inputs_unchanged(topic, gen):
