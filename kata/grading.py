@@ -155,13 +155,13 @@ def grade(names=topics.NAMES, impl: Path | str = BUILTIN["exercises"], *, timeou
 
 
 # ---------------------------------------------------------------- a process of its own
-def grade_in_subprocess(names, impl: str | None = None, bundle: str | None = None, timeout: float = TIMEOUT,
-                        python: str | None = None) -> dict[str, TopicResult]:
+def grade_in_subprocess(names, impl: str | None = None, bundle: str | None = None,
+                        timeout: float = TIMEOUT) -> dict[str, TopicResult]:
     """grade() in a new process: what a notebook kernel (where learner code runs) uses, so that
     the verdict is made where no learner code has ever run."""
     import os
     import subprocess
-    command = [python or sys.executable, "-m", "kata.grading", *names, "--timeout", str(timeout)]
+    command = [sys.executable, "-m", "kata.grading", *names, "--timeout", str(timeout)]
     command += ["--bundle", bundle] if bundle else ["--impl", str(impl)]
     here = str(Path(__file__).resolve().parent.parent)  # this kata, installed or in a clone, comes first
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}

@@ -35,11 +35,6 @@ import torch
 from kata import topics, wire
 from kata.loader import Implementation, LearnerImportError
 
-_BUILTIN_ERRORS = {c.__name__: c for c in (
-    ArithmeticError, AssertionError, AttributeError, EOFError, ImportError, IndexError, KeyError, LookupError,
-    MemoryError, ModuleNotFoundError, NameError, NotImplementedError, OSError, OverflowError, RecursionError,
-    RuntimeError, StopIteration, TypeError, ValueError, ZeroDivisionError)}
-
 
 class Server:
     def __init__(self, channel: wire.Channel, bundle: dict | None = None):
@@ -78,8 +73,6 @@ class Server:
             self.reply(self.load(header))
         elif op in ("call", "getattr", "setattr"):
             self.reply(*self.run(op, header, blobs))
-        elif op == "ping":
-            self.reply({"ok": None})
         else:
             self.reply({"error": {"type": "ValueError", "message": f"unknown request {op!r}"}})
 
@@ -112,7 +105,7 @@ class Server:
         except LearnerImportError as e:
             return {"error": {"type": "LearnerImportError", "message": str(e)}}
         except BaseException as e:  # noqa: BLE001 - anything else while importing learner code
-            return {"error": describe(e, "importing")}
+            return {"error": describe(e)}
         removed = guards_removed()
         rule = topics.shortcut_rule(header["topic"])
         if removed and rule is not None and set(removed) & set(rule.runtime):
@@ -166,7 +159,7 @@ class Server:
             kwargs = decoder.decode(header.get("kwargs", {"$": "dict", "v": []}))
             target, topic = self.target(header)
         except Exception as e:  # noqa: BLE001 - a malformed request or a missing name
-            return {"error": describe(e, "preparing the call")}, None
+            return {"error": describe(e)}, None
         self.topic = topic
         before = [(t, _view(src, t), t.grad if t.is_leaf else None) for t, src in zip(decoder.tensors, decoder.sources)]
         lists = [(lst, list(lst)) for lst in decoder.lists]
@@ -183,7 +176,7 @@ class Server:
                 else:
                     setattr(target, header["name"], args[0])
         except BaseException as e:  # noqa: BLE001 - learner code is untrusted: exits and skips included
-            result["error"] = describe(e, "calling")
+            result["error"] = describe(e)
         after = leave_state(rng_before if "rng_before" in locals() else None)
         encoder = wire.Encoder(self.as_handle, tensor_meta=_meta(decoder.tensors))
         if "error" not in result:
@@ -449,12 +442,12 @@ Server.run.__defaults__ = (_mutations, shortcuts_blocked)
 
 
 # ---------------------------------------------------------------- errors
-def describe(e: BaseException, doing: str) -> dict:
+def describe(e: BaseException) -> dict:
     """An exception as plain data: its type, the builtin type the test process raises, its
     message, and the frames of learner code it passed through."""
     kind = type(e)
-    base = next((c.__name__ for c in kind.__mro__ if c.__name__ in _BUILTIN_ERRORS
-                 and _BUILTIN_ERRORS[c.__name__] is c), None)
+    base = next((c.__name__ for c in kind.__mro__ if c.__name__ in wire.BUILTIN_ERRORS
+                 and wire.BUILTIN_ERRORS[c.__name__] is c), None)
     out = {"type": f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."),
            "base": base, "message": safe_str(e)[:2000], "frames": _frames(e)}
     if isinstance(e, ShortcutError):

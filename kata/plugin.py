@@ -239,8 +239,3 @@ def pytest_sessionfinish(session, exitstatus):
     if path:
         records = [asdict(r) for r in getattr(session.config, "kata_records", [])]
         Path(path).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
-
-
-def records(config) -> list[Record]:
-    return list(getattr(config, "kata_records", []))
-

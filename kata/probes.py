@@ -67,9 +67,3 @@ def step_parameters(obj, steps):
 def attributes(objects, names):
     """[{name: getattr(obj, name, None)} for obj in objects]: several reads in one call."""
     return [{name: getattr(obj, name, None) for name in names} for obj in objects]
-
-
-def parameters(obj):
-    """obj.parameters() as a list, and what it was (the contract says a list)."""
-    found = obj.parameters()
-    return {"type": type(found).__name__, "values": list(found)}

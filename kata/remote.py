@@ -44,11 +44,6 @@ from kata import wire
 from kata.failure import KataFailure, Kind, LearnerProcessFailure
 
 CALL_TIMEOUT = 3.0  # seconds a learner call may take: the tests' calls take milliseconds, slow correct code 100x that
-_BUILTIN = {c.__name__: c for c in (
-    ArithmeticError, AssertionError, AttributeError, EOFError, ImportError, IndexError, KeyError, LookupError,
-    MemoryError, ModuleNotFoundError, NameError, NotImplementedError, OSError, OverflowError, RecursionError,
-    RuntimeError, StopIteration, TypeError, ValueError, ZeroDivisionError)}
-
 
 class LearnerError(Exception):
     """Mixed into the exception raised here for one raised by learner code: it carries the
@@ -64,7 +59,7 @@ _error_classes: dict[type, type] = {}
 def learner_exception(info: dict) -> BaseException:
     """An exception of the builtin class the learner's exception derives from (ValueError for a
     ValueError, RuntimeError for torch's errors), so tests can catch it as they would in-process."""
-    base = _BUILTIN.get(info.get("base")) or Exception
+    base = wire.BUILTIN_ERRORS.get(info.get("base")) or Exception
     if base not in _error_classes:
         _error_classes[base] = type(base.__name__, (base, LearnerError), {"__module__": "builtins"})
     error = _error_classes[base](str(info.get("message", "")))

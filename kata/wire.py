@@ -32,6 +32,14 @@ DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)}
 
 
+# exceptions of learner code that the test side raises as themselves (a ValueError for a ValueError,
+# RuntimeError for torch's errors), so that a test catches them as it would in one process
+BUILTIN_ERRORS = {c.__name__: c for c in (
+    ArithmeticError, AssertionError, AttributeError, EOFError, ImportError, IndexError, KeyError, LookupError,
+    MemoryError, ModuleNotFoundError, NameError, NotImplementedError, OSError, OverflowError, RecursionError,
+    RuntimeError, StopIteration, TypeError, ValueError, ZeroDivisionError)}
+
+
 class WireError(ValueError):
     """A message that is not well-formed plain data: the sender is broken or lying."""
 
@@ -39,8 +47,8 @@ class WireError(ValueError):
 @dataclass(frozen=True)
 class Ref:
     """Something that stays on the side it lives on: kind 'handle' (a learner object, with its
-    type name and repr), 'callback' (a callable of the test's), 'generator' (a torch.Generator of
-    the test's, whose state travels with it) or 'remote' (a learner module's attribute)."""
+    type name and repr), 'callback' (a callable of the test's) or 'remote' (a learner module's
+    attribute). A torch.Generator travels as its state instead ("gen")."""
     kind: str
     id: int
     info: dict = field(default_factory=dict, compare=False, hash=False)
@@ -172,8 +180,7 @@ def pack(header: dict, blobs) -> bytes:
 # ---------------------------------------------------------------- decoding
 class Decoder:
     """Builds plain values from a header object and its blobs; `ref(Ref)` maps a reference to the
-    object that stands for it on this side. Decoded tensors are remembered in `tensors`, in order,
-    with their header fields in `tensor_info`."""
+    object that stands for it on this side. Decoded tensors are remembered in `tensors`, in order."""
 
     def __init__(self, blobs: list[bytes], ref, generator=None):
         self.blobs = blobs
@@ -181,7 +188,6 @@ class Decoder:
         self.generator = generator  # (index, state tensor) -> torch.Generator; None: refuse generators
         self.generators: dict[int, object] = {}
         self.tensors: list[torch.Tensor] = []
-        self.tensor_info: list[dict] = []
         self.sources: list = []   # the bytes each tensor was made from, to see later changes
         self.lists: list[list] = []
         self.on_tensor = None     # (tensor, header fields) -> None: the test side reads oid and alias
@@ -217,7 +223,7 @@ class Decoder:
         if kind == "gen":
             return self.decode_generator(obj)
         if kind == "ref":
-            if obj.get("kind") not in ("handle", "callback", "generator", "remote") or type(obj.get("id")) is not int:
+            if obj.get("kind") not in ("handle", "callback", "remote") or type(obj.get("id")) is not int:
                 raise WireError(f"bad reference {obj!r}"[:200])
             info = obj.get("info") if type(obj.get("info")) is dict else {}
             return self.ref(Ref(obj["kind"], obj["id"], info))
@@ -229,7 +235,6 @@ class Decoder:
         if obj.get("rg") is True and (t.is_floating_point() or t.is_complex()):
             t.requires_grad_()
         self.tensors.append(t)  # before its grad: the same order as the encoder's
-        self.tensor_info.append(obj)
         self.sources.append(blob)
         if self.on_tensor is not None:
             self.on_tensor(t, obj)
