@@ -134,6 +134,11 @@ def run(args, selected, impl, out) -> int:
     if args.json:
         scorecard.write_json(args.json, results, show_path(impl))
         out.line(f"wrote {args.json}")
+    if args.report:
+        from kata import remote, report
+        from kata.testing import base_seed
+        report.write(args.report, report.build(results, remote.learner_mode(), base_seed()))
+        out.line(f"wrote {args.report}")
     return 0 if all(r.passed for r in results.values()) else 1
 
 
@@ -161,6 +166,8 @@ def parse(argv):
     p.add_argument("topics", nargs="*", metavar="TOPIC", help="only these topics, with failing tests in full")
     p.add_argument("--impl", metavar="exercises|solutions|PATH", help="what to grade (default: $KATA_IMPL or exercises)")
     p.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
+    p.add_argument("--report", metavar="PATH", help="also write the whole verdict as JSON here (its schema: README)")
+    p.add_argument("--all", action="store_true", help="with TOPIC: show every failing test, not the first few")
     p.add_argument("--timeout", type=float, default=TIMEOUT, metavar="SECONDS",
                    help=f"per call of your code (default {TIMEOUT})")
     p.add_argument("--level", type=int, default=None, metavar="N", help="with --hint: show level N")

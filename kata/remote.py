@@ -633,6 +633,11 @@ def shared_process(timeout: float | None = None) -> LearnerProcess:
     return _shared
 
 
+def learner_mode() -> str:
+    """How learner code runs, as the report says it: "sandbox" or "process" (CONTRACT.md)."""
+    return "process"
+
+
 def reset_shared() -> None:
     global _shared
     if _shared is not None:

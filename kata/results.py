@@ -18,6 +18,8 @@ class Record:
     kind: str | None = None     # a kata.failure.Kind value when it failed
     mistake: str | None = None  # a catalogued mistake the failure recognised
     text: str = ""              # the lesson: the failure's message and the learner's frames
+    matches: list | None = None  # catalogued mistakes whose replay gives this failure's values (kata/diagnose.py);
+    #                              None: not diagnosed (a pass, a timeout, a crash)
 
     @property
     def name(self) -> str:
@@ -37,6 +39,17 @@ class Status(str, Enum):
 
 
 @dataclass
+class Cause:
+    """A catalogued mistake (or several that behave alike on these tests: "one of") that explains
+    some of a topic's failing tests, by the learner's values matching its replay."""
+    mistakes: list            # mistake ids; more than one when they cannot be told apart here
+    tests: list               # the names of the failing tests it explains
+
+    def as_dict(self) -> dict:
+        return {"mistakes": list(self.mistakes), "tests": list(self.tests)}
+
+
+@dataclass
 class TopicResult:
     topic: topics.Topic
     tests: list = field(default_factory=list)  # Record, in run order
@@ -44,6 +57,8 @@ class TopicResult:
     syntax_error: str = ""     # "FILE:LINE: syntax error: ..." from the learner's file
     missing: str = ""          # the learner's file does not exist
     uses_solutions: str = ""   # "FILE:LINE uses solutions/" when the learner's file does
+    causes: list = field(default_factory=list)  # Cause, most tests first (kata/diagnose.py)
+    review: list = field(default_factory=list)  # {"line": int, "why": str}: flagged for an instructor
 
     @property
     def n_passed(self) -> int:
@@ -52,7 +67,7 @@ class TopicResult:
     @property
     def passed(self) -> bool:
         return bool(self.tests) and self.n_passed == len(self.tests) and not self.problem \
-            and not self.uses_solutions
+            and not self.uses_solutions and not self.syntax_error  # a file Python cannot compile never passes
 
     @property
     def status(self) -> Status:
@@ -91,11 +106,13 @@ class TopicResult:
 
     def as_dict(self) -> dict:
         return {"topic": self.topic.name, "tests": [asdict(t) for t in self.tests], "problem": self.problem,
-                "syntax_error": self.syntax_error, "missing": self.missing, "uses_solutions": self.uses_solutions}
+                "syntax_error": self.syntax_error, "missing": self.missing, "uses_solutions": self.uses_solutions,
+                "causes": [c.as_dict() for c in self.causes], "review": list(self.review)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TopicResult":
         return cls(topics.get(data["topic"]), [Record(**t) for t in data["tests"]], data["problem"],
-                   data["syntax_error"], data["missing"], data["uses_solutions"])
+                   data["syntax_error"], data["missing"], data["uses_solutions"],
+                   [Cause(**c) for c in data.get("causes", [])], list(data.get("review", [])))
 
 

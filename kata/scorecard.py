@@ -123,6 +123,15 @@ def failure_groups(failing) -> list[list]:
     return groups
 
 
+def block_count(r: TopicResult, shown: int = 3) -> int:
+    """How many failure blocks the text report shows for a topic without --all: one per cause,
+    then at most `shown` groups of unexplained failures."""
+    from kata.report import unexplained
+    if r.passed:
+        return 0
+    return len(r.causes) + min(shown, len(failure_groups(unexplained(r))))
+
+
 def next_topic(results) -> str | None:
     return next((name for name in topics.NAMES if name in results and not results[name].passed), None)
 
