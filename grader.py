@@ -130,7 +130,8 @@ def run(args, selected, impl, out) -> int:
             out.line(f"{topics.NAMES.index(name) + 1:>3}. {name:<16} {r.max_score:>3} points  {r.status.value}"
                      f"  ({r.topic.section})")
     else:
-        scorecard.summary(results, out, bool(args.topics), selected, hintstate.levels())
+        scorecard.summary(results, out, bool(args.topics), selected, hintstate.levels(),
+                          None if args.all else scorecard.SHOWN)
     if args.json:
         scorecard.write_json(args.json, results, show_path(impl))
         out.line(f"wrote {args.json}")

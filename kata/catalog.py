@@ -124,22 +124,51 @@ def main(argv=None) -> int:
     unknown = [t for t in args.topics if t not in topics.NAMES]
     if unknown:
         parser.error(f"unknown topics {unknown}; topics are: {', '.join(topics.NAMES)}")
-    bad = 0
     with tempfile.TemporaryDirectory() as tmp:
         if args.stubs:
             verdict = check_stubs(Path(tmp))
             print(f"stubs: {verdict.passed} topic tests passed (expected 0), {len(verdict.failed)} failed")
             return 1 if verdict.passed else 0
-        for topic, verdicts in check_topics(args.topics or list(topics.NAMES), Path(tmp)).items():
-            for mistake_id, verdict in verdicts.items():
-                mistake = next(m for m in topics.mistakes(topic) if m.id == mistake_id)
-                caught = bool(verdict.failed)
-                named = mistake_id in verdict.mistakes()
-                ok = caught and (named or not mistake.named)
-                bad += not ok
-                print(f"{'ok ' if ok else 'BAD'} {topic}/{mistake_id}: {len(verdict.failed)} failing, "
-                      f"{verdict.passed} passing" + ("" if not mistake.named else f", named: {named}"))
-    return 1 if bad else 0
+        rows = [self_diagnosis(topic, m, verdict)
+                for topic, verdicts in check_topics(args.topics or list(topics.NAMES), Path(tmp)).items()
+                for m, verdict in ((next(m for m in topics.mistakes(topic) if m.id == i), v)
+                                   for i, v in verdicts.items())]
+    for row in rows:
+        print(row.line())
+    good = sum(row.ok for row in rows)
+    print(f"self-diagnosis: {good} of {len(rows)} catalogued mistakes ({100 * good / max(len(rows), 1):.0f}%) "
+          "graded alone are named as themselves and nothing else, in one block")
+    return 0 if good == len(rows) else 1
+
+
+@dataclass
+class Row:
+    topic: str
+    mistake: str
+    failing: int
+    passing: int
+    named: list          # the causes' mistake ids, one list per cause
+    blocks: int
+
+    @property
+    def ok(self) -> bool:
+        return self.failing > 0 and len(self.named) == 1 and self.mistake in self.named[0] and self.blocks == 1
+
+    def line(self) -> str:
+        named = " + ".join("one of " + "/".join(c) if len(c) > 1 else c[0] for c in self.named) or "nothing"
+        return (f"{'ok ' if self.ok else 'BAD'} {self.topic}/{self.mistake}: {self.failing} failing, "
+                f"{self.passing} passing, named: {named}, blocks: {self.blocks}")
+
+
+def self_diagnosis(topic: str, mistake: topics.Mistake, verdict: Verdict) -> Row:
+    """A mistake graded alone: the causes its failures get, and the blocks the report shows."""
+    from kata import diagnose, scorecard
+    from kata.results import TopicResult
+    result = TopicResult(topics.get(topic), verdict.failed)
+    result.causes = diagnose.causes(verdict.failed, topic)
+    blocks = len(result.causes) + min(scorecard.SHOWN, len(scorecard.failure_groups(
+        [r for r in verdict.failed if not any(r.name in c.tests for c in result.causes)])))
+    return Row(topic, mistake.id, len(verdict.failed), verdict.passed, [c.mistakes for c in result.causes], blocks)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from kata import remote, topics
+from kata import diagnose, remote, topics
 from kata.loader import BUILTIN, TESTS, show_path
 from kata.results import Record, Status, TopicResult  # noqa: F401 - Status: the results, for importers
 
@@ -148,6 +148,8 @@ def grade(names=topics.NAMES, impl: Path | str = BUILTIN["exercises"], *, timeou
     for rec in collector.records:
         if rec.topic in results:
             results[rec.topic].tests.append(rec)
+    for topic, r in results.items():
+        r.causes = diagnose.causes(r.tests, topic)
     for topic, text in collector.collect_errors.items():
         if topic in results:
             results[topic].problem = f"the test file could not be collected:\n{text}"

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import gc
 import importlib
+import itertools
 import os
 import sys
 import traceback
 import types
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -285,13 +287,28 @@ def _meta(arg_tensors):
             storages.setdefault(t.untyped_storage().data_ptr(), k)
 
     def meta(t):
-        out = {"oid": id(t)}
+        out = {"oid": _serial(t)}
         if t.numel() and t.device.type == "cpu" and t.layout == torch.strided:
             alias = storages.get(t.untyped_storage().data_ptr())
             if alias is not None:
                 out["alias"] = alias
         return out
     return meta
+
+
+_serials: dict = {}  # id(tensor) -> (its number, a weak reference that forgets it when it dies)
+_count = itertools.count(1)
+
+
+def _serial(t: torch.Tensor) -> int:
+    """A tensor's number in this process, never reused (id() is, once a temporary is freed): two
+    reads give one number only when they are one tensor, in this test and in a replay of it."""
+    key = id(t)
+    known = _serials.get(key)
+    if known is None or known[1]() is not t:
+        known = (next(_count), weakref.ref(t, lambda _, key=key: _serials.pop(key, None)))
+        _serials[key] = known
+    return known[0]
 
 
 def _mutations(before, encoder: wire.Encoder) -> list:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kata import remote, topics
+from kata import diagnose, remote, topics
 from kata.failure import Kind, LearnerProcessFailure
 from kata.loader import TESTS, ImplNotFound, chosen, resolve, show_path
 from kata.results import Record
@@ -115,8 +115,16 @@ def impl(request) -> remote.Remote:
 
 @pytest.fixture
 def seed(request) -> int:
-    """This test's seed, derived from KATA_SEED and the test's id."""
-    return seed_for(request.node.nodeid)
+    """This test's seed, derived from KATA_SEED and the test's id without the implementation: a
+    mistake replayed for diagnosis sees the inputs the learner's code saw (kata/diagnose.py)."""
+    return seed_for(seed_key(request.node))
+
+
+def seed_key(item) -> str:
+    """The test file's name, the test's name and its parameters other than `impl`."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    shown = ",".join(f"{k}={params[k]!r}" for k in sorted(params) if k != "impl")
+    return f"{Path(str(item.path)).name}::{item.originalname}[{shown}]"
 
 
 @pytest.fixture
@@ -126,11 +134,14 @@ def gen(seed) -> torch.Generator:
 
 
 @pytest.fixture(autouse=True)
-def _torch_state_restored():
+def _torch_state_restored(request):
     """Learner calls carry torch's global state both ways (kata/remote.py), so a call that leaves
     autograd off or the default dtype changed changes it here too, as it would in one process. The
-    test that checks for that sees it; the next test starts clean."""
+    test that checks for that sees it; the next test starts clean. The global generator starts
+    each test from the test's seed (torch seeds it at random in each new process): a draw from it
+    is the same in every run, and in a replay for diagnosis."""
     grad, dtype, rng = torch.is_grad_enabled(), torch.get_default_dtype(), torch.get_rng_state()
+    torch.manual_seed(seed_for("global:" + seed_key(request.node)))
     yield
     torch.set_grad_enabled(grad)
     torch.set_default_dtype(dtype)
@@ -162,7 +173,26 @@ def _record(item, call, report) -> Record:
     rec.kind = _kind(e).value
     rec.mistake = getattr(e, "mistake", None)
     rec.text = describe(e)
+    if rec.kind in DIAGNOSED and rec.topic:
+        rec.matches = diagnose.matches(rec.topic, remote.shared_process().tape or [])
+        if rec.matches:  # plain pytest: the cause on its own line, in the catalog's words
+            report.sections.append(("cause", cause_line(rec.topic, rec.matches)))
     return rec
+
+
+# failures whose values can be compared with a mistake's: a check that did not hold, an exception
+# of learner code; not a stub's NotImplementedError, a timeout, a crash or an escape
+DIAGNOSED = (Kind.ASSERTION.value, Kind.ERROR.value)
+
+
+def cause_line(topic: str, ids: list[str]) -> str:
+    titles = [f"{diagnose.title(topic, m)} [{m}]" for m in ids]
+    return ("cause: " if len(titles) == 1 else "cause, one of: ") + "; ".join(titles)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    remote.shared_process().tape = []  # this test's exchanges, from its fixtures on
 
 
 def _kind(e) -> Kind:
@@ -234,6 +264,7 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    diagnose.stop()
     remote.reset_shared()
     path = session.config.getoption("kata_json", None)
     if path:

@@ -85,6 +85,7 @@ class LearnerProcess:
         self.release: list[int] = []        # handle ids the tests no longer hold
         self.handles: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.rng = None  # the global RNG state the learner process has, as bytes (None: unknown)
+        self.tape: list | None = None  # the current test's exchanges, while kata.plugin records them
 
     # ------------------------------------------------------------ life
     def start(self) -> None:
@@ -256,14 +257,14 @@ class LearnerProcess:
         encoder = _CallEncoder(self)
         header = {"op": "call", "target": target, "args": encoder.encode(list(args)),
                   "kwargs": encoder.encode(dict(kwargs)), "state": _state(encoder, self)}
-        return self._finish(*self.request(header, encoder, key, what), what)
+        return self._finish(*self._taped(header, encoder, key, what), what)
 
     def getattr(self, handle: "Handle", name: str):
         __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
         encoder = _CallEncoder(self)
         header = {"op": "getattr", "target": {"handle": handle._check()}, "name": name, "state": _state(encoder, self)}
         what = f"reading {handle._info.get('type', 'object')}.{name}"
-        return self._finish(*self.request(header, encoder, f"{handle._key()}.{name}", what), what)
+        return self._finish(*self._taped(header, encoder, f"{handle._key()}.{name}", what), what)
 
     def setattr(self, handle: "Handle", name: str, value) -> None:
         __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
@@ -271,7 +272,20 @@ class LearnerProcess:
         header = {"op": "setattr", "target": {"handle": handle._check()}, "name": name,
                   "args": encoder.encode([value]), "state": _state(encoder, self)}
         what = f"setting {handle._info.get('type', 'object')}.{name}"
-        self._finish(*self.request(header, encoder, f"{handle._key()}.{name}=", what), what)
+        self._finish(*self._taped(header, encoder, f"{handle._key()}.{name}=", what), what)
+
+    def _taped(self, header: dict, encoder: "_CallEncoder", key: str, what: str):
+        """request(), and the exchange added to `tape` when a test is being recorded: what
+        kata/diagnose.py replays against each catalogued mistake."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
+        if self.tape is None:
+            return self.request(header, encoder, key, what)
+        exchange = Exchange.sent(header, encoder)
+        self.tape.append(exchange)
+        encoder.callbacks = exchange.observed(encoder.callbacks)
+        reply, decoder, encoder = self.request(header, encoder, key, what)
+        exchange.reply, exchange.reply_blobs = reply, [bytes(b) for b in decoder.blobs]
+        return reply, decoder, encoder
 
     def load(self, impl: str, topic: str) -> dict:
         """{name: 'function' | 'class'} of the topic's module, importing it if needed."""
@@ -308,6 +322,37 @@ class LearnerProcess:
             raise KataFailure(f"{what} called {reply['shortcut']}, and caught the error it raised: the topic asks you "
                               "to write this computation yourself", mistake="shortcut")
         return decoder.decode(reply.get("ok"))
+
+
+@dataclass
+class Exchange:
+    """One call, attribute read or write as the learner process got it and answered it: enough to
+    send the same request to another implementation (kata/diagnose.py)."""
+    header: dict          # the request, as JSON (the global RNG state travels in `rng` instead)
+    blobs: list           # its tensor bytes
+    rng: bytes            # the global RNG state when it was sent
+    callbacks: dict       # the test's callables it passed (a model for split_loss)
+    reply: dict | None = None  # None: no reply came (a timeout, a crash)
+    reply_blobs: list = None
+    called_back: list = None   # [callback, grad mode, default dtype] for each call of a callback
+
+    def observed(self, callbacks: dict) -> dict:
+        """The callbacks, noting how learner code called each (split_loss's forward must run
+        with autograd off: the test sees that only inside the callback)."""
+        self.called_back = log = []
+
+        def watch(k, fn):
+            def called(*args, **kwargs):
+                log.append([k, torch.is_grad_enabled(), str(torch.get_default_dtype())])
+                return fn(*args, **kwargs)
+            return called
+        return {k: watch(k, fn) for k, fn in callbacks.items()}
+
+    @classmethod
+    def sent(cls, header: dict, encoder: "_CallEncoder") -> "Exchange":
+        request = json.loads(json.dumps({k: v for k, v in header.items() if k not in ("release", "blobs")}))
+        request.get("state", {}).pop("rng", None)
+        return cls(request, list(encoder.blobs), torch.get_rng_state().numpy().tobytes(), dict(encoder.callbacks))
 
 
 class LearnerImportFailure(KataFailure):

@@ -16,8 +16,6 @@ from pathlib import Path
 from kata import topics
 from kata.results import TopicResult
 
-SHOWN = 3  # unexplained failure blocks the text report shows before "N more failing tests"
-
 
 def content_hash() -> str:
     """sha256 of what decides a verdict and a diagnosis: the topic tests, the catalog (hints and

@@ -60,13 +60,19 @@ def row(out: Out, r: TopicResult) -> str:
 
 
 HINT = {"cli": "python grader.py --hint {name}", "notebook": 'hint("{name}")', None: None}
+ALL = {"cli": "python grader.py {name} --all", "notebook": 'check("{name}", all=True)', None: None}
+SHOWN = 3  # unexplained failure blocks shown before "N more failing tests" (STYLE: the first that teaches)
 
 
-def details(r: TopicResult, hint_level: int | None = None, most: int | None = None, ask: str | None = "cli") -> list[str]:
-    """A topic's verdict in full: problems first, then each known mistake's explanation, then the
-    failing tests (one block per distinct message, however many tests share it), then how to ask
-    for a hint: on the command line ("cli"), in a notebook ("notebook"), or not at all (None:
-    Gradescope, where neither can be run)."""
+def details(r: TopicResult, hint_level: int | None = None, most: int | None = SHOWN,
+            ask: str | None = "cli") -> list[str]:
+    """A topic's verdict in full: problems first, then each cause (a catalogued mistake the code
+    behaves like: its explanation once, and how many failing tests it explains), then the
+    failures no cause explains, in the tests' lesson order (one block per distinct message, at
+    most `most` blocks; None: all), then how to ask for a hint: on the command line ("cli"), in a
+    notebook ("notebook"), or not at all (None: Gradescope, where neither can be run)."""
+    from kata import diagnose
+    from kata.report import unexplained
     name = r.topic.name
     if r.passed:
         return [f"{name}: all {len(r.tests)} tests pass."]
@@ -76,18 +82,20 @@ def details(r: TopicResult, hint_level: int | None = None, most: int | None = No
     failing = [t for t in r.tests if not t.passed]
     if not failing:
         return lines
-    catalog = {m.id: m for m in topics.mistakes(name)}
-    for mistake_id in r.mistakes():  # the explanation comes first: it says what to change
-        mistake = catalog.get(mistake_id)
-        if mistake:
-            lines.append(f"{name}: known mistake, {mistake.title} [{mistake_id}]:")
-            lines += ["    " + part for part in mistake.explain.splitlines()]
     lines.append(f"{name}: {len(failing)} of {len(r.tests)} tests failing")
-    groups = failure_groups(failing)
+    for cause in r.causes:  # what to change comes first, once per mistake
+        entries = [(m, diagnose.mistake(name, m)) for m in cause.mistakes]
+        titles = "; ".join(f"{e.title if e else m} [{m}]" for m, e in entries)
+        lines.append(f"  CAUSE{', one of' if len(entries) > 1 else ''}: {titles}")
+        for _, e in entries:
+            lines += ["    " + part for part in (e.explain if e else "").splitlines()]
+        lines.append(f"    (explains {len(cause.tests)} of the {len(failing)} failing tests)")
+    groups = failure_groups(unexplained(r))
     for k, group in enumerate(groups):
         if most is not None and k == most:
             rest = sum(len(g) for g in groups[k:])
-            lines.append(f"  ... and {rest} more failing (python grader.py {name} shows them all)")
+            more = ALL[ask].format(name=name) if ALL[ask] else ""
+            lines.append(f"  ... {rest} more failing test{'s' * (rest != 1)}" + (f": {more} shows them all" if more else ""))
             break
         names = [t.name for t in group]
         if len(names) == 1:
@@ -95,9 +103,8 @@ def details(r: TopicResult, hint_level: int | None = None, most: int | None = No
         else:
             shown = "every test" if len(names) == len(r.tests) else ", ".join(names[:2]) + \
                 (f" and {len(names) - 2} more" if len(names) > 2 else "")
-            same = f", the same known mistake [{group[0].mistake}]" if group[0].mistake else ""
             first = "; the first says" if len({t.text for t in group}) > 1 else ""
-            lines.append(f"  FAIL {len(names)} tests ({shown}){same}{first}:")
+            lines.append(f"  FAIL {len(names)} tests ({shown}){first}:")
         lines += ["    " + part for part in group[0].text.splitlines()]
     total = len(topics.hints(name))
     if total and HINT[ask]:
@@ -108,13 +115,12 @@ def details(r: TopicResult, hint_level: int | None = None, most: int | None = No
 
 def failure_groups(failing) -> list[list]:
     """Failures that say the same thing, together: one message shared by many tests (a stub's
-    NotImplementedError), one known mistake named by many, or the cases of one parametrized test."""
+    NotImplementedError), or the cases of one parametrized test."""
     groups: list[list] = []
     index: dict[tuple, list] = {}
     for t in failing:
         base = ("case of", t.name.split("[")[0])
-        key = next((k for k in (("mistake", t.mistake), ("text", t.text), base) if k in index),
-                   ("mistake", t.mistake) if t.mistake else ("text", t.text))
+        key = next((k for k in (("text", t.text), base) if k in index), ("text", t.text))
         if key not in index:
             index[key] = []
             groups.append(index[key])
@@ -123,7 +129,7 @@ def failure_groups(failing) -> list[list]:
     return groups
 
 
-def block_count(r: TopicResult, shown: int = 3) -> int:
+def block_count(r: TopicResult, shown: int = SHOWN) -> int:
     """How many failure blocks the text report shows for a topic without --all: one per cause,
     then at most `shown` groups of unexplained failures."""
     from kata.report import unexplained
@@ -136,7 +142,7 @@ def next_topic(results) -> str | None:
     return next((name for name in topics.NAMES if name in results and not results[name].passed), None)
 
 
-def summary(results: dict, out: Out, show_details: bool, selected, hint_levels: dict) -> None:
+def summary(results: dict, out: Out, show_details: bool, selected, hint_levels: dict, most: int | None = SHOWN) -> None:
     score = sum(r.score for r in results.values())
     maximum = sum(r.max_score for r in results.values())
     passed = sum(r.passed for r in results.values())
@@ -144,7 +150,7 @@ def summary(results: dict, out: Out, show_details: bool, selected, hint_levels: 
     if show_details:
         for name in selected:
             out.line()
-            for text in details(results[name], hint_levels.get(name)):
+            for text in details(results[name], hint_levels.get(name), most):
                 out.line(text)
         return
     for r in results.values():  # problems the learner must see even in the short form
