@@ -1,4 +1,4 @@
-"""The lecture's setup and every number it prints, in one place (from ../shared/lecture-facts.md).
+"""The lecture's setup and every number it prints, in one place.
 
 `python -m kata lecture` prints these beside the learner's; its training code reads the setup from
 here, and meta/test_lecture.py checks the learner-independent figures against the same values.
@@ -14,7 +14,7 @@ SEED = 2147483647  # torch.Generator().manual_seed(SEED) draws C, W1, b1, W2, b2
 N_EMBD, N_HIDDEN, BATCH = 10, 200, 32
 STEPS = 200_000
 LR, LR_LATE = 0.1, 0.01  # lr 0.1, then 0.01 from step 100,000 (half-way)
-BN_EPS = 1e-5  # batchnorm_forward's default (CONTRACT.md)
+BN_EPS = 1e-5  # batchnorm_forward's default (its docstring in solutions/batchnorm.py)
 BN_MOMENTUM = 0.001  # the lecture's inline BN: running = 0.999 * running + 0.001 * batch
 SATURATED = 0.99  # part 1 counts |h| > 0.99 as saturated (the deep net's tables use 0.97)
 SMOOTH = 1000  # the loss plot: plt.plot(torch.tensor(lossi).view(-1, 1000).mean(1))
@@ -22,7 +22,7 @@ SMOOTH = 1000  # the loss plot: plt.plot(torch.tensor(lossi).view(-1, 1000).mean
 # ---------------------------------------------------------------------------------------------
 # part 1: the loss log
 
-STAGES = ("original", "softmax", "tanh", "kaiming", "batchnorm")  # CONTRACT.md's order
+STAGES = ("original", "softmax", "tanh", "kaiming", "batchnorm")  # the order of `lecture --json`'s loss_log
 TITLES = {  # the lecture's own labels in its loss log
     "original": "original",
     "softmax": "fix softmax confidently wrong",

@@ -34,6 +34,7 @@ import torch
 
 from kata import topics, wire
 from kata.loader import Implementation, LearnerImportError
+from kata.wire import safe_repr
 
 
 class Server:
@@ -223,7 +224,7 @@ class Server:
         impl, topic = self.origin.get(getattr(kind, "__module__", None)) or (None, self.topic_of[hid])
         return wire.Ref("handle", hid, {
             "type": kind.__name__, "qualname": f"{getattr(kind, '__module__', '')}.{kind.__qualname__}",
-            "impl": impl, "topic": topic, "repr": safe_repr(value), "methods": _methods(kind),
+            "impl": impl, "topic": topic, "repr": safe_repr(value, 120), "methods": _methods(kind),
             "callable": callable(value)})
 
 
@@ -482,14 +483,6 @@ def safe_str(e) -> str:
         return str(e)
     except BaseException:  # noqa: BLE001 - a learner's __str__ is untrusted too
         return f"<{type(e).__name__}>"
-
-
-def safe_repr(obj, limit: int = 120) -> str:
-    try:
-        text = repr(obj)
-    except BaseException:  # noqa: BLE001
-        text = f"<{type(obj).__name__} object>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------- entry points

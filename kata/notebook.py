@@ -87,7 +87,7 @@ def write_bundle(bundle: dict, folder: Path) -> Path:
     return folder
 
 
-def check(topic: str, *objects, impl=None, timeout: float = 3) -> Check:
+def check(topic: str | None = None, *objects, impl=None, timeout: float | None = None) -> Check:
     """Grade one topic, print its row and what to fix, and return a Check (falsy on failure).
 
     With objects (functions, classes), or in a notebook without impl: the notebook's own code,

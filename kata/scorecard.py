@@ -165,7 +165,7 @@ def summary(results: dict, out: Out, show_details: bool, selected, hint_levels: 
 
 
 def results_json(results: dict, graded: str) -> dict:
-    """Gradescope's results.json: one entry per topic (CONTRACT.md, "Command lines and their JSON")."""
+    """Gradescope's results.json: one entry per topic (the README's Gradescope section)."""
     entries = [{
         "name": f"{r.topic.name}: {r.topic.section}",
         "score": r.score,

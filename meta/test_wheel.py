@@ -34,9 +34,12 @@ def installed(tmp_path_factory):
     """The wheel, built from this clone and installed (without its dependencies, which this
     machine has) into a folder outside it."""
     dist, target = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)], check=True,
-                   capture_output=True, timeout=300)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(dist), str(ROOT)],
+                           check=True, capture_output=True, text=True, timeout=300)
     wheel = next(dist.glob("*.whl"))
+    log = built.stdout + built.stderr
+    assert "absent from the `packages` configuration" not in log, "setuptools warns about the packages list:\n" + \
+        "\n".join(line for line in log.splitlines() if "absent" in line)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     return wheel, target
