@@ -521,8 +521,12 @@ def load_bundle(path: str | None) -> dict | None:
     if not path:
         return None
     import cloudpickle
+
+    from kata.notebook import show_cell_lines
     with open(path, "rb") as f:
-        return cloudpickle.load(f)
+        bundle = cloudpickle.load(f)
+    show_cell_lines(bundle, Path(path).with_name("cells.json"))  # a traceback then shows the cell's line
+    return bundle
 
 
 def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle_path: str | None = None) -> None:

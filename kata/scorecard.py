@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from kata import topics
+from kata import hintstate, topics
 from kata.results import Status, TopicResult
 
 
@@ -59,8 +59,6 @@ def row(out: Out, r: TopicResult) -> str:
     return f"{number:>3}  {t.name:<16} {status} {tests:>6}  {r.score:>3}/{t.points:<3}"
 
 
-HINT = {"cli": "python grader.py --hint {name}", "notebook": 'hint("{name}")', None: None}
-
 
 def details(r: TopicResult, hint_level: int | None = None, most: int | None = None, ask: str | None = "cli") -> list[str]:
     """A topic's verdict in full: problems first, then each known mistake's explanation, then the
@@ -100,9 +98,9 @@ def details(r: TopicResult, hint_level: int | None = None, most: int | None = No
             lines.append(f"  FAIL {len(names)} tests ({shown}){same}{first}:")
         lines += ["    " + part for part in group[0].text.splitlines()]
     total = len(topics.hints(name))
-    if total and HINT[ask]:
+    if total and ask:
         level = min((hint_level or 0) + 1, total)
-        lines.append(f"  Stuck? {HINT[ask].format(name=name)}   (hint {level} of {total})")
+        lines.append(f"  Stuck? {hintstate.ask(ask, 'hint', name)}   (hint {level} of {total})")
     return lines
 
 

@@ -254,7 +254,7 @@ def notebook_code(module_text: str) -> str:
 
 def topic_code(topic: str, solution: str, reference: bool) -> str:
     """The stub (kata/generate.py's, as exercises/ has it) or the reference, as a cell."""
-    return notebook_code(reference_source(solution) if reference else generate.stub_source(solution, topic))
+    return notebook_code(reference_source(solution) if reference else generate.stub_source(solution, topic, "notebook"))
 
 
 # ---------------------------------------------------------------------------------------------

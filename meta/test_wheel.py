@@ -60,6 +60,7 @@ def test_wheel_outside_the_repo_checks_a_function_and_a_class_defined_in_noteboo
     _, target = installed
     monkeypatch.setenv("PYTHONPATH", str(target))  # the kernel's only kata: the installed wheel
     monkeypatch.delenv("KATA_IMPL", raising=False)
+    monkeypatch.delenv("KATA_STATE", raising=False)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     work = tmp_path / "colab"
     work.mkdir()
@@ -69,5 +70,7 @@ def test_wheel_outside_the_repo_checks_a_function_and_a_class_defined_in_noteboo
     assert f"KATA {target}" in text[0], text[0]
     assert "VERDICT True 15" in text[3] and "all 18 tests pass" in text[3], text[3]
     assert "MODULES False" in text[4] and "define Linear and BatchNorm1d in a cell" in text[4], text[4]
-    assert "batchnorm, hint 1 of 3" in text[5]
+    assert "batchnorm, hint 1 of 3" in text[5] and 'hint("batchnorm") again' in text[5]
+    assert (work / ".kata" / "hints.json").is_file(), "hint progress belongs beside the notebook"
+    assert not (target / ".kata").exists(), "hint progress must not live in the installed package"
     assert not any(o.get("output_type") == "error" for cell in notebook.cells for o in cell.outputs)

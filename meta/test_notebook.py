@@ -1,0 +1,44 @@
+"""The learner's loop outside a kernel: where hint progress is kept, the hint's next step spelled
+for where it is read, and a learner's exception message shown as the learner's code raised it.
+(check() in a real kernel: meta/test_workbook.py.)"""
+from __future__ import annotations
+
+import pytest
+
+from kata import hintstate, remote
+
+
+def test_state_dir_is_the_clones_root_then_the_working_directory_never_the_package(tmp_path, monkeypatch):
+    monkeypatch.delenv("KATA_STATE", raising=False)
+    assert hintstate.state_dir() == hintstate.ROOT / ".kata", "in a clone, .kata/ at its root (the CLI's too)"
+    installed = tmp_path / "site-packages"  # a wheel's root: grader.py beside kata/, no exercises/
+    (installed / "kata").mkdir(parents=True)
+    (installed / "grader.py").write_text("")
+    monkeypatch.setattr(hintstate, "ROOT", installed)
+    monkeypatch.setitem(hintstate.BUILTIN, "exercises", installed / "exercises")
+    work = tmp_path / "colab"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert hintstate.state_dir() == work / ".kata"
+    monkeypatch.setenv("KATA_STATE", str(tmp_path / "elsewhere"))
+    assert hintstate.state_dir() == tmp_path / "elsewhere"
+
+
+@pytest.mark.parametrize("where, shown, not_shown", [
+    ("cli", "python grader.py --hint batchnorm again", 'hint("batchnorm")'),
+    ("notebook", 'hint("batchnorm") again for the next level; hint("batchnorm", level=N) shows level N', "grader.py"),
+])
+def test_hint_footer_shows_only_the_form_that_fits(where, shown, not_shown, tmp_path, monkeypatch):
+    monkeypatch.setenv("KATA_STATE", str(tmp_path))
+    footer = hintstate.hint_text("batchnorm", 1, where)[-1]
+    assert shown in footer and not_shown not in footer, footer
+    last = hintstate.hint_text("batchnorm", len(hintstate.topics.hints("batchnorm")), where)[-1]
+    assert hintstate.ask(where, "explain", "batchnorm") in last and not_shown not in last, last
+
+
+@pytest.mark.parametrize("base, message", [("KeyError", "'selu'"), ("ValueError", "bad 'conv2d'"),
+                                           ("KeyError", "")])
+def test_learner_exception_message_is_the_learners_text_quoted_once(base, message):
+    error = remote.learner_exception({"base": base, "type": base, "message": message})
+    assert isinstance(error, {"KeyError": KeyError, "ValueError": ValueError}[base])
+    assert str(error) == message, f"str() of the learner's {base}({message!r}) gave {str(error)!r}"
