@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from kata import generate, topics
+from kata import generate, readiness, topics
 from kata.loader import BUILTIN, ROOT, show_path
 
 NOTEBOOK = ROOT / "notebooks" / "workbook.ipynb"
@@ -36,64 +36,6 @@ NOTEBOOK = ROOT / "notebooks" / "workbook.ipynb"
 # in the notebook: is a topic done enough for an experiment to call it?
 
 
-def _gen():
-    return torch.Generator().manual_seed(0)  # probes never touch the global generator
-
-
-def _module(layer, x):
-    return layer(x), layer.parameters()
-
-
-def _batchnorm(m):
-    bn = m.BatchNorm1d(2)
-    train = bn(torch.tensor([[1.0, 2.0], [3.0, 5.0], [4.0, 1.0]]))
-    bn.training = False
-    return train, bn(torch.ones(1, 2)), bn.parameters()
-
-
-def _with_grad(t):
-    t.grad = t * 0.5
-    return t
-
-
-# One tiny call per contract name. kata.lecture has probes too, but only for the functions its runs
-# call; an experiment here may call any name of its topics, so every name is probed.
-PROBES = {
-    "no_grad": {"split_loss": lambda m: m.split_loss(lambda X: X.float(), torch.zeros(2, 3), torch.tensor([0, 1]))},
-    "initial_loss": {"expected_initial_loss": lambda m: m.expected_initial_loss(27),
-                     "scale_output_layer": lambda m: m.scale_output_layer(torch.ones(2, 3), torch.ones(3))},
-    "saturation": {"saturation_fraction": lambda m: m.saturation_fraction(torch.tensor([[0.5, 0.999]])),
-                   "dead_neurons": lambda m: m.dead_neurons(torch.tensor([[0.5, 0.999]])),
-                   "tanh_backward": lambda m: m.tanh_backward(torch.tensor([[0.5]]), torch.ones(1, 1))},
-    "kaiming": {"gain": lambda m: m.gain("tanh"), "kaiming_std": lambda m: m.kaiming_std(30),
-                "kaiming_normal": lambda m: m.kaiming_normal(3, 4, generator=_gen())},
-    "batchnorm": {"batchnorm_forward": lambda m: m.batchnorm_forward(torch.arange(6.0).view(3, 2), torch.ones(2),
-                                                                     torch.zeros(2))},
-    "running_stats": {"ema_update": lambda m: m.ema_update(torch.zeros(2), torch.ones(2)),
-                      "batchnorm_eval": lambda m: m.batchnorm_eval(torch.ones(3, 2), torch.zeros(2), torch.ones(2),
-                                                                   torch.ones(2), torch.zeros(2)),
-                      "calibrate": lambda m: m.calibrate(torch.arange(6.0).view(3, 2))},
-    "modules": {"Linear": lambda m: _module(m.Linear(3, 2, generator=_gen()), torch.ones(4, 3)),
-                "BatchNorm1d": _batchnorm,
-                "Tanh": lambda m: _module(m.Tanh(), torch.ones(4, 2))},
-    "bias_redundancy": {
-        "redundant_biases": lambda m: m.redundant_biases([m.Linear(2, 2, generator=_gen()), m.BatchNorm1d(2)]),
-        "drop_redundant_biases": lambda m: m.drop_redundant_biases([m.Linear(2, 2, generator=_gen()),
-                                                                    m.BatchNorm1d(2)])},
-    "diagnostics": {"activation_stats": lambda m: m.activation_stats(torch.tensor([0.1, 0.99])),
-                    "grad_to_data_ratio": lambda m: m.grad_to_data_ratio(torch.tensor([1.0, 2.0]),
-                                                                         torch.tensor([0.1, 0.3]))},
-    "update_ratio": {"update_to_data_ratio": lambda m: m.update_to_data_ratio(torch.tensor([1.0, 2.0]),
-                                                                              torch.tensor([0.1, 0.3]), 0.1),
-                     "update_ratios": lambda m: m.update_ratios([_with_grad(torch.tensor([[1.0, 2.0]]))], 0.1)},
-    "zero_init": {"unigram_loss": lambda m: m.unigram_loss(torch.tensor([0, 1, 1])),
-                  "zero_init_grads": lambda m: m.zero_init_grads(torch.zeros(2, 3, dtype=torch.long),
-                                                                 torch.tensor([0, 1]))},
-    "fold_batchnorm": {"fold_batchnorm": lambda m: m.fold_batchnorm(torch.ones(3, 2), None, torch.zeros(2),
-                                                                    torch.ones(2), torch.ones(2), torch.zeros(2))},
-}
-
-
 def check_call(topic: str) -> str:
     """The check cell's call, e.g. check("modules", Linear, BatchNorm1d, Tanh)."""
     return f'check("{topic}", {", ".join(topics.get(topic).names)})'
@@ -101,24 +43,19 @@ def check_call(topic: str) -> str:
 
 def problem(topic: str, namespace: dict) -> str:
     """Why `topic` is not ready for an experiment ('' when it is): a name not defined, a stub that
-    still raises NotImplementedError, a tiny call that fails or returns None."""
+    still raises NotImplementedError, or a quick call (kata/readiness.py) that fails or returns a
+    wrong value."""
     names = topics.get(topic).names
     missing = [name for name in names if name not in namespace]
     if missing:
         return (f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not defined: run the {topic} "
                 f"cell, then {check_call(topic)}")
     used = [n for t in (topic, *topics.get(topic).uses) for n in topics.get(t).names if n in namespace]
-    code = types.SimpleNamespace(**{n: namespace[n] for n in used})
-    for name, probe in PROBES[topic].items():
-        try:
-            result = probe(code)
-        except NotImplementedError:
-            return f"{check_call(topic)} says what is left"
-        except Exception as e:  # noqa: BLE001 - learner code: any failure means "not ready"
-            return f"{name} raised {type(e).__name__} ({e}) on a tiny input; {check_call(topic)} says what is left"
-        if result is None or isinstance(result, tuple) and any(r is None for r in result):
-            return f"{name} returned None (a missing return?); {check_call(topic)} says what is left"
-    return ""
+    found = readiness.problem(topic, types.SimpleNamespace(**{n: namespace[n] for n in used}))
+    if found is None:
+        return ""
+    return f"{check_call(topic)} says what is left" if found[1] == "todo" else \
+        f"{found[1]}; {check_call(topic)} says what is left"
 
 
 def ready(*needed: str) -> bool:

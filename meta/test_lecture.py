@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kata import data, deepnet, facts, fastmlp, lecture, mlp
+from kata import data, deepnet, facts, fastmlp, lecture, mlp, readiness
 from kata.generate import generate
 from kata.loader import Implementation
 
@@ -54,7 +54,7 @@ def dataset():
 @pytest.fixture(scope="module")
 def code():
     """The reference's functions, for every part."""
-    return lecture.load_code(Implementation("solutions"), list(lecture.PROBES))
+    return lecture.load_code(Implementation("solutions"), list(readiness.CHECKS))
 
 
 def _stage(report, name):

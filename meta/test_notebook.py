@@ -3,9 +3,12 @@ for where it is read, and a learner's exception message shown as the learner's c
 (check() in a real kernel: meta/test_workbook.py.)"""
 from __future__ import annotations
 
+import types
+
 import pytest
 
-from kata import hintstate, remote
+from kata import hintstate, readiness, remote, topics
+from kata.loader import ROOT, Implementation
 
 
 def test_state_dir_is_the_clones_root_then_the_working_directory_never_the_package(tmp_path, monkeypatch):
@@ -42,3 +45,20 @@ def test_learner_exception_message_is_the_learners_text_quoted_once(base, messag
     error = remote.learner_exception({"base": base, "type": base, "message": message})
     assert isinstance(error, {"KeyError": KeyError, "ValueError": ValueError}[base])
     assert str(error) == message, f"str() of the learner's {base}({message!r}) gave {str(error)!r}"
+
+
+@pytest.mark.parametrize("tree", ["solutions", "meta/alternatives/plain", "meta/alternatives/terse",
+                                  "meta/alternatives/module"])
+def test_readiness_accepts_every_correct_implementation(tree):
+    """The quick checks (kata/readiness.py) hold for the reference and the three independent trees."""
+    impl = Implementation(tree if tree == "solutions" else ROOT / tree)
+    for topic in readiness.CHECKS:
+        used = [impl.load(t) for t in (*topics.get(topic).uses, topic)]  # as the workbook's namespace has them
+        code = types.SimpleNamespace(**{k: v for m in used for k, v in vars(m).items() if not k.startswith("_")})
+        assert readiness.problem(topic, code) is None, (tree, topic)
+
+
+def test_readiness_finds_every_stub_not_started():
+    impl = Implementation("exercises")
+    for topic, checks in readiness.CHECKS.items():
+        assert readiness.problem(topic, impl.load(topic)) == (next(iter(checks)), "todo"), topic

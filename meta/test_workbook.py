@@ -204,12 +204,32 @@ def test_ready_names_a_missing_definition_a_none_return_and_an_error():
     missing = {k: v for k, v in done.items() if k != "batchnorm_forward"}
     assert workbook.problem("batchnorm", missing).startswith("batchnorm_forward is not defined: run the batchnorm cell")
     no_return = {**done, "calibrate": lambda preacts: None}
-    assert workbook.problem("running_stats", no_return).startswith("calibrate returned None (a missing return?)")
+    assert workbook.problem("running_stats", no_return).startswith("calibrate(preacts) returned None (a missing return?)")
     half = {**done, "scale_output_layer": lambda W, b, scale=0.01: (W * scale, None)}
-    assert workbook.problem("initial_loss", half).startswith("scale_output_layer returned None")
+    assert workbook.problem("initial_loss", half).startswith("scale_output_layer(W, b) returned None")
 
     shape_error = {**done, "batchnorm_forward": lambda x, gamma, beta, eps=1e-5: x @ torch.ones(5)}  # (3, 2) @ (5,)
     assert workbook.problem("batchnorm", shape_error).startswith("batchnorm_forward raised RuntimeError")
+
+
+def test_ready_refuses_code_that_runs_but_computes_the_wrong_value():
+    """An experiment must not run on a wrong function: an identity batch norm, or a BatchNorm1d
+    that doubles its input, runs without an error but is not ready."""
+    done = topic_namespace(reference=True)
+    identity = {**done, "batchnorm_forward": lambda x, gamma, beta, eps=1e-5: x}
+    assert workbook.problem("batchnorm", identity).startswith("batchnorm_forward(x, gamma, beta) returned"), \
+        workbook.problem("batchnorm", identity)
+
+    class Doubling(done["BatchNorm1d"]):
+        def __call__(self, x):
+            self.out = x * 2
+            return self.out
+
+    doubling = {**done, "BatchNorm1d": Doubling}
+    assert workbook.problem("modules", doubling).startswith("BatchNorm1d(2)(x) in training mode returned"), \
+        workbook.problem("modules", doubling)
+    unbiased = {**done, "calibrate": lambda x: (x.mean(0), x.var(0, unbiased=False))}
+    assert "calibrate(preacts) returned" in workbook.problem("running_stats", unbiased)
 
 
 def test_ready_prints_one_line_for_the_earliest_unfinished_topic(monkeypatch, capsys):
