@@ -38,6 +38,9 @@ LOSS_LOG = {  # printed after 200,000 steps: (train, val)
     "batchnorm": (2.0668, 2.1048),
 }
 INIT_LOSS = {"original": 27.8817, "softmax": 3.3221}  # first minibatch (measured; "27" said)
+INIT_LOSS_TRAIN_SET = 26.0047  # the naive init on the whole training set (measured)
+SCALED_INIT_LOSS = {0.1: 4.2326, 0.01: INIT_LOSS["softmax"]}  # first minibatch after W2 * scale, b2 * 0 (measured)
+HPREACT_RANGE = (-19, 18)  # the naive init's pre-activations on the first minibatch, about (measured)
 INIT_SATURATION = {"original": 0.6095, "tanh": 0.0098, "kaiming": 0.0814}  # |h| > 0.99, first minibatch
 HPREACT_STD = {"original": 5.18, "tanh": 1.00, "kaiming": 1.52}  # first minibatch (measured)
 DEAD_NEURONS = {"original": 0, "tanh": 0, "kaiming": 0}  # units saturated for all 32 examples (measured)

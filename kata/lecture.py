@@ -272,20 +272,19 @@ def run_deep_net(code, dataset, steps: int, batchnorm: bool, gain, plots=None, o
     out(f"\nPart 2: the deep net {kind} (gain {net.gain:.4g}, {n_params:,} parameters; the lecture: "
         f"{lecture_params:,}), {when}")
     if at_init:
-        trace = deepnet.at_init(net, code, code, dataset.Xtr, dataset.Ytr)
+        trace = deepnet.at_init(net, dataset.Xtr, dataset.Ytr, code.activation_stats, code.update_ratios)
     else:
         progress = Progress(steps, "deep net")
         try:
-            trace = deepnet.train(net, code, code, dataset.Xtr, dataset.Ytr, steps=steps, progress=progress)
+            trace = deepnet.train(net, dataset.Xtr, dataset.Ytr, steps, stats=code.activation_stats,
+                                  ratios=code.update_ratios, progress=progress)
         finally:
             progress.close()
     tables = _deep_net_tables(net, trace, code)
     written = []
     if plots is not None:  # before evaluation: the plots show the last step's .out and .grad
         written = plots.deep_net(net, trace, code, lr=facts.DEEP_LR)
-    for layer in net.layers:
-        if hasattr(layer, "training"):
-            layer.training = False
+    deepnet.set_training(net, False)
     result = {
         "steps": len(trace.losses) if not at_init else 0, "at_init": at_init, "batchnorm": batchnorm,
         "gain": net.gain, "parameters": n_params,

@@ -152,17 +152,26 @@ def test_workbook_stub_cells_are_the_generated_exercise_stubs():
 
 def test_workbook_experiments_call_only_the_topics_they_wait_for():
     """An experiment that called a topic it does not wait for would raise (an error cell) while that
-    topic is a stub. Helpers count as what they call: the deep-net ones build from the modules."""
+    topic is a stub. Its own names are checked here; what the lecture's code calls goes through
+    yours(), which holds only the topics the experiment waited for (the next test)."""
     owner = {name: t.name for t in topics.TOPICS for name in t.names}
-    helpers = {"build_deep_net": "modules", "train_deep_net": "modules", "deep_forward": "modules",
-               "deep_parameters": "modules", "set_training": "modules"}
     for cell in kata_cells(committed(), "experiment"):
-        needs = set(cell["metadata"]["kata"]["needs"])
+        needs = set(workbook.needs(source(cell)))
+        assert needs, f"{cell['id']} does not start with if ready(...)"
+        waited = needs | {u for t in needs for u in topics.get(t).uses}
         names = {n.id for n in ast.walk(ast.parse(source(cell))) if isinstance(n, ast.Name)}
-        called = {owner[n] for n in names if n in owner} | {helpers[n] for n in names if n in helpers}
-        if "draw_mlp(kaiming=True)" in source(cell):
-            called.add("kaiming")
-        assert called <= needs, f"{cell['id']} calls {sorted(called - needs)} without waiting for it"
+        called = {owner[n] for n in names if n in owner}
+        assert called <= waited, f"{cell['id']} calls {sorted(called - waited)} without waiting for it"
+
+
+def test_yours_holds_only_the_topics_the_last_ready_waited_for(monkeypatch):
+    main = types.ModuleType("__main__")
+    vars(main).update(topic_namespace(reference=True))
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert workbook.ready("bias_redundancy")
+    code = workbook.yours()
+    assert {"redundant_biases", "Linear", "BatchNorm1d"} <= set(vars(code)), "a topic's uses come along"
+    assert not hasattr(code, "batchnorm_forward") and not hasattr(code, "split_loss")
 
 
 def test_workbook_own_cells_never_rebind_a_contract_name():
