@@ -26,7 +26,7 @@ import sys
 import types
 from pathlib import Path
 
-from kata import generate, readiness, topics
+from kata import REPOSITORY, generate, readiness, topics
 from kata.loader import BUILTIN, ROOT, show_path
 
 SOURCE = ROOT / "notebooks" / "workbook.py"
@@ -250,12 +250,20 @@ def _generated_cells(topic: str, solution: str, reference: bool) -> list[dict]:
             for kind in GENERATED]
 
 
+def install_line(text: str) -> str:
+    """`text` with its pip install address set to the kata's one (kata.REPOSITORY)."""
+    return re.sub(r'git\+[^"\n]*', lambda _: f"git+{REPOSITORY}", text)
+
+
 def refresh(cells: list[dict], solutions: Path = BUILTIN["solutions"], reference: bool = False) -> list[dict]:
-    """The cells with every generated one written again from `solutions`; a topic with none yet
-    gets its spec, code and check cells before the next topic's spec (or the last cell)."""
+    """The cells with every generated one written again from `solutions` and the set-up cell's
+    install address from kata.REPOSITORY; a topic with no cells yet gets its spec, code and check
+    cells before the next topic's spec (or the last cell)."""
     out = []
     for cell in cells:
         kata = cell["metadata"].get("kata", {})
+        if kata.get("kind") == "setup":
+            cell = {**cell, "source": install_line(cell["source"])}
         if kata.get("kind") in GENERATED and kata.get("topic") in topics.NAMES:
             solution = (solutions / f"{kata['topic']}.py").read_text(encoding="utf-8")
             cell = {**cell, "source": generated_source(kata["kind"], kata["topic"], solution, reference)}
