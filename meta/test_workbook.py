@@ -1,8 +1,9 @@
-"""The workbook, notebooks/workbook.ipynb: generated from solutions/ (a changed solution without a
-regenerated notebook fails here), committed without outputs or machine paths, and, executed with
-nbclient in a real kernel, free of error cells in both versions. The shipped stubs: every check
-fails and every experiment prints which topic to finish. The reference: every check passes and
-every experiment draws its figures and prints the lecture's numbers from the learner's functions."""
+"""The workbook, notebooks/workbook.ipynb: written from notebooks/workbook.py, whose topic cells are
+generated from solutions/ (a changed solution or cell file without a regenerated notebook fails
+here), committed without outputs or machine paths, and, executed with nbclient in a real kernel,
+free of error cells in both versions. The shipped stubs: every check fails and every experiment
+prints which topic to finish. The reference: every check passes and every experiment draws its
+figures and prints the lecture's numbers from the learner's functions."""
 from __future__ import annotations
 
 import ast
@@ -80,6 +81,16 @@ def test_workbook_drift_is_reported_when_a_solution_docstring_changes(tmp_path, 
     stale.write_text(workbook.render(changed), encoding="utf-8")
     monkeypatch.setattr(workbook, "NOTEBOOK", stale)
     assert workbook.main(["--check"]) == 1
+
+
+def test_workbook_drift_is_reported_when_a_cell_of_the_py_file_changes(tmp_path, monkeypatch):
+    edited = tmp_path / "workbook.py"
+    text = workbook.SOURCE.read_text(encoding="utf-8")
+    edited.write_text(text.replace("## Where next", "## What next"), encoding="utf-8")
+    monkeypatch.setattr(workbook, "SOURCE", edited)
+    assert workbook.render_source() == edited.read_text(encoding="utf-8"), "a hand-written cell is kept as written"
+    assert workbook.drift(), "the .ipynb must follow notebooks/workbook.py"
+    assert "## What next" in workbook.render()
 
 
 def test_workbook_reference_follows_a_changed_solution_body(tmp_path):
