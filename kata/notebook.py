@@ -3,6 +3,7 @@
     from grader import check, hint, explain
     check("batchnorm", batchnorm_forward)        # or check("batchnorm"): names from the notebook
     check("modules", Linear, BatchNorm1d, Tanh)
+    check()                                      # the scorecard of every topic the notebook defines
     hint("batchnorm"); explain("batchnorm")
 
 check() never grades in the notebook's own process, where your code runs: the objects are
