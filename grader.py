@@ -122,7 +122,7 @@ def run(args, selected, impl, out) -> int:
         return 0
     if args.watch:
         from kata.watch import watch
-        return watch(selected, impl, out, lambda names: grade(names, impl, out, args.timeout), args.timeout)
+        return watch(selected, impl, out, grade(selected, impl, out, args.timeout), args.timeout)
     results = grade(selected, impl, out, args.timeout, rows=not args.list)
     if args.list:
         for name in selected:

@@ -3,6 +3,7 @@ for where it is read, and a learner's exception message shown as the learner's c
 (check() in a real kernel: meta/test_workbook.py.)"""
 from __future__ import annotations
 
+import math
 import types
 
 import pytest
@@ -56,6 +57,26 @@ def test_readiness_accepts_every_correct_implementation(tree):
         used = [impl.load(t) for t in (*topics.get(topic).uses, topic)]  # as the workbook's namespace has them
         code = types.SimpleNamespace(**{k: v for m in used for k, v in vars(m).items() if not k.startswith("_")})
         assert readiness.problem(topic, code) is None, (tree, topic)
+
+
+def test_readiness_calls_in_grad_mode_as_a_notebook_cell_would():
+    """A zero_init_grads that backpropagates without torch.enable_grad() works in a notebook, so
+    it is ready."""
+    import torch
+    import torch.nn.functional as F
+
+    def zero_init_grads(X, Y, vocab_size=27, n_embd=10, n_hidden=200):
+        params = {"C": torch.zeros(vocab_size, n_embd), "W1": torch.zeros(X.shape[1] * n_embd, n_hidden),
+                  "b1": torch.zeros(n_hidden), "W2": torch.zeros(n_hidden, vocab_size), "b2": torch.zeros(vocab_size)}
+        for p in params.values():
+            p.requires_grad = True
+        h = torch.tanh(params["C"][X].view(X.shape[0], -1) @ params["W1"] + params["b1"])
+        F.cross_entropy(h @ params["W2"] + params["b2"], Y).backward()
+        return {k: p.grad for k, p in params.items()}
+
+    entropy = lambda Y, vocab_size=27: -sum(p * math.log(p) for p in torch.bincount(Y).float().div(len(Y)).tolist() if p)
+    code = types.SimpleNamespace(zero_init_grads=zero_init_grads, unigram_loss=entropy)
+    assert readiness.problem("zero_init", code) is None
 
 
 def test_readiness_finds_every_stub_not_started():
