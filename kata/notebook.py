@@ -197,7 +197,10 @@ def next_step(topic: str, where: str) -> str:
     then = f"topic {topics.NAMES.index(following[0]) + 1}, {following[0]} ({topics.get(following[0]).section})" \
         if following else "check() for your scorecard, then python -m kata lecture"
     if where == "notebook":
-        return f"Next: run the experiment cell below, which now runs with your code; then {then}."
+        from kata.workbook import experiment_after
+        title = experiment_after(topic)
+        return f"Next: run the experiment cell below{f' ({title})' if title else ''}, which now runs with your " \
+               f"code; then {then}."
     return f"Next: {then}."
 
 

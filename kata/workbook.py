@@ -87,6 +87,18 @@ def yours() -> types.SimpleNamespace:
                                     for name in t.names if name in namespace})
 
 
+def experiment_after(topic: str) -> str:
+    """The title of the experiment that follows `topic`'s check cell in notebooks/workbook.py ('' when
+    there is none, or no workbook beside an installed kata)."""
+    try:
+        text = SOURCE.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    after = text.partition(f'id="{topic}-check"')[2].partition(' kata={"kind": "spec"')[0]
+    found = re.search(r"^# ### Experiment: (.+)$", after, re.M)
+    return found.group(1).strip() if found else ""
+
+
 def show(*objects) -> None:
     """Print the source of the kata's code that an experiment runs (the lecture's MLP, its loop)."""
     for obj in objects:

@@ -429,7 +429,8 @@ def test_workbook_check_hint_and_explain_in_a_kernel_print_what_the_grader_print
             .replace("python grader.py --hint batchnorm", 'hint("batchnorm")'), footer
         assert "grader.py" not in footer, footer
     assert out[5] == grader("--explain", "batchnorm")
-    assert "batchnorm: all 18 tests pass." in out[7] and "Next: run the experiment cell below" in out[7], out[7]
+    assert "batchnorm: all 18 tests pass." in out[7], out[7]
+    assert "Next: run the experiment cell below (batch normalization on the first batch)" in out[7], out[7]
     assert re.search(r"NameError: name 'Yy' is not defined\n +at a notebook cell, line 4 in split_loss: "
                      r"return F\.cross_entropy\(logits, Yy\)\.item\(\)", out[9]), out[9]
     rows = re.findall(r"^\s*\d+\s+(\w+)\s+(\w[\w ]*?)\s+[\d-]", out[10], re.M)
