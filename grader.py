@@ -31,9 +31,6 @@ from kata import topics
 from kata.loader import ImplNotFound, resolve, show_path
 from kata.notebook import Check, check, explain, hint  # noqa: F401 - the notebook's entry points
 
-TIMEOUT = 3  # seconds a call of learner code may take (the tests' calls take milliseconds)
-
-
 class UsageError(Exception):
     """Exit status 2, with a one-line message."""
 
@@ -97,6 +94,9 @@ def run(args, selected, impl, out) -> int:
     if args.explain:
         out.line(hintstate.notes_text(args.explain))
         return 0
+    if args.timeout is None:  # imported here: --hint and --explain start without torch
+        from kata.remote import CALL_TIMEOUT
+        args.timeout = CALL_TIMEOUT
     if args.gradescope_bundle:
         from kata import gradescope
         out.line(f"wrote {gradescope.write_bundle(args.gradescope_bundle)}")
@@ -122,7 +122,7 @@ def run(args, selected, impl, out) -> int:
         return 0
     if args.watch:
         from kata.watch import watch
-        return watch(selected, impl, out, lambda names: grade(names, impl, out, args.timeout), args.timeout)
+        return watch(selected, impl, out, grade(selected, impl, out, args.timeout), args.timeout)
     results = grade(selected, impl, out, args.timeout, rows=not args.list)
     if args.list:
         for name in selected:
@@ -169,8 +169,8 @@ def parse(argv):
     p.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
     p.add_argument("--report", metavar="PATH", help="also write the whole verdict as JSON here (its schema: README)")
     p.add_argument("--all", action="store_true", help="with TOPIC: show every failing test, not the first few")
-    p.add_argument("--timeout", type=float, default=TIMEOUT, metavar="SECONDS",
-                   help=f"per call of your code (default {TIMEOUT})")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="per call of your code (default: kata/remote.py's CALL_TIMEOUT)")
     p.add_argument("--level", type=int, default=None, metavar="N", help="with --hint: show level N")
     one = p.add_mutually_exclusive_group()
     one.add_argument("--hint", metavar="TOPIC", help="show the next hint level for TOPIC")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from kata import loop
-from kata.facts import DEEP_DEPTH, DEEP_LR, DEEP_N_EMBD, DEEP_N_HIDDEN, DEEP_STEPS, SEED
+from kata.facts import BATCH, DEEP_DEPTH, DEEP_LR, DEEP_N_EMBD, DEEP_N_HIDDEN, DEEP_STEPS, SEED
 
 
 class LectureBatchNorm1d:
@@ -75,11 +75,13 @@ class DeepNet:
 
 
 def build(modules, vocab_size: int, block_size: int, batchnorm: bool = True, gain: float | None = None,
-          lecture_batchnorm: bool = False) -> DeepNet:
+          lecture_batchnorm: bool = False, bias: bool | None = None) -> DeepNet:
     """The lecture's net from the learner's Linear, BatchNorm1d and Tanh, drawn from the lecture's
     generator in its order (C, then each Linear's weight). lecture_batchnorm: the notebook's
-    BatchNorm1d (unbiased variance) instead of the learner's."""
+    BatchNorm1d (unbiased variance) instead of the learner's. bias: whether the Linear layers have
+    one (default: only without batch norm, whose mean subtraction would cancel it)."""
     gain = (1.0 if batchnorm else 5 / 3) if gain is None else gain
+    bias = not batchnorm if bias is None else bias
     g = torch.Generator().manual_seed(SEED)
     C = torch.randn((vocab_size, DEEP_N_EMBD), generator=g)
     Linear, BatchNorm1d, Tanh = modules.Linear, modules.BatchNorm1d, modules.Tanh
@@ -88,14 +90,13 @@ def build(modules, vocab_size: int, block_size: int, batchnorm: bool = True, gai
     layers, fan_in = [], DEEP_N_EMBD * block_size
     for _ in range(DEEP_DEPTH):
         if batchnorm:
-            layers += [Linear(fan_in, DEEP_N_HIDDEN, bias=False, generator=g), BatchNorm1d(DEEP_N_HIDDEN), Tanh()]
+            layers += [Linear(fan_in, DEEP_N_HIDDEN, bias=bias, generator=g), BatchNorm1d(DEEP_N_HIDDEN), Tanh()]
         else:
-            layers += [Linear(fan_in, DEEP_N_HIDDEN, generator=g), Tanh()]
+            layers += [Linear(fan_in, DEEP_N_HIDDEN, bias=bias, generator=g), Tanh()]
         fan_in = DEEP_N_HIDDEN
+    layers.append(Linear(DEEP_N_HIDDEN, vocab_size, bias=bias, generator=g))
     if batchnorm:
-        layers += [Linear(DEEP_N_HIDDEN, vocab_size, bias=False, generator=g), BatchNorm1d(vocab_size)]
-    else:
-        layers += [Linear(DEEP_N_HIDDEN, vocab_size, generator=g)]
+        layers.append(BatchNorm1d(vocab_size))
     with torch.no_grad():
         if batchnorm:
             layers[-1].gamma *= 0.1  # last layer less confident at init
@@ -118,19 +119,22 @@ class Trace:
     at_init: bool = False  # the net was inspected at step 0, before any update
 
 
-def train(net: DeepNet, diagnostics, update_ratio, Xtr, Ytr, steps: int = DEEP_STEPS, lr: float = DEEP_LR,
+def train(net: DeepNet, Xtr, Ytr, steps: int = DEEP_STEPS, lr: float = DEEP_LR, stats=None, ratios=None,
           progress=None) -> Trace:
     """The notebook's loop (kata/loop.py); after it every layer's .out holds the last step's output
     and .out.grad its gradient (retain_grad), and each weight its .grad, as the lecture's tables and
-    plots use. Like the notebook, it records the update:data ratios after each update."""
+    plots use. `stats` (the learner's activation_stats) measures each tanh layer at step 0;
+    `ratios` (the learner's update_ratios) records the update:data ratios after each update, as
+    the notebook does."""
     params = net.parameters()
     trace = Trace()
 
     def after_step(i, lr, loss):
-        if i == 0:  # .out still holds step 0's forward pass: the net at init
-            trace.init_tanh = _tanh_stats(net, diagnostics)
-        with torch.no_grad():
-            trace.update_ratios.append(list(update_ratio.update_ratios(params, lr)))
+        if i == 0 and stats is not None:  # .out still holds step 0's forward pass: the net at init
+            trace.init_tanh = _tanh_stats(net, stats)
+        if ratios is not None:
+            with torch.no_grad():
+                trace.update_ratios.append(list(ratios(params, lr)))
         if progress is not None:
             progress(1, loss)
 
@@ -138,16 +142,30 @@ def train(net: DeepNet, diagnostics, update_ratio, Xtr, Ytr, steps: int = DEEP_S
     return trace
 
 
-def at_init(net: DeepNet, diagnostics, update_ratio, Xtr, Ytr, lr: float = DEEP_LR) -> Trace:
+def at_init(net: DeepNet, Xtr, Ytr, stats, ratios, lr: float = DEEP_LR) -> Trace:
     """The net at step 0: the first minibatch's forward and backward pass, and no update. The
-    update:data ratios are those of the update step 0 would make, against the data at init."""
+    update:data ratios (the learner's `ratios`) are those of the update step 0 would make, against
+    the data at init; `stats` is the learner's activation_stats."""
     params = net.parameters()
     loss = loop.lecture_step(params, net.retaining_forward, net.gen, Xtr, Ytr)
-    stats = _tanh_stats(net, diagnostics)
     with torch.no_grad():
-        ratios = list(update_ratio.update_ratios(params, lr))
-    return Trace(losses=[loss], update_ratios=[ratios], init_tanh=stats, at_init=True)
+        update = list(ratios(params, lr))
+    return Trace(losses=[loss], update_ratios=[update], init_tanh=_tanh_stats(net, stats), at_init=True)
 
 
-def _tanh_stats(net: DeepNet, diagnostics) -> list:
-    return [diagnostics.activation_stats(net.layers[j].out.detach()) for j in net.tanh_layers()]
+def first_batch(net: DeepNet, Xtr, Ytr) -> tuple:
+    """The first minibatch the notebook's loop would draw, (X (32, block_size), Y (32,)); the
+    net's generator moves on, as the loop's own draw would move it."""
+    ix = torch.randint(0, Xtr.shape[0], (BATCH,), generator=net.gen)
+    return Xtr[ix], Ytr[ix]
+
+
+def set_training(net: DeepNet, training: bool) -> None:
+    """Batch norm's mode for every layer that has one: batch statistics (True) or running ones."""
+    for layer in net.layers:
+        if hasattr(layer, "training"):
+            layer.training = training
+
+
+def _tanh_stats(net: DeepNet, activation_stats) -> list:
+    return [activation_stats(net.layers[j].out.detach()) for j in net.tanh_layers()]

@@ -72,11 +72,6 @@ def candidates(topic: str) -> list[Candidate]:
     return out
 
 
-def state_dir() -> Path:
-    """`.kata/` beside the learner's work (KATA_STATE moves it): hints and this cache share it."""
-    return Path(os.environ.get("KATA_STATE") or ".kata")
-
-
 def mutant_folder(mistake: topics.Mistake) -> Path:
     """The reference with the mistake's patch, built once per content of the reference and patch."""
     from kata.catalog import apply
@@ -98,6 +93,7 @@ def mutant_folder(mistake: topics.Mistake) -> Path:
 
 
 def _cache_root() -> Path:
+    from kata.hintstate import state_dir  # beside the learner's work, with the hint levels: one decision
     root = state_dir() / "diagnosis"
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The lecture's setup and every number it prints, in one place (from ../shared/lecture-facts.md).
+"""The lecture's setup and every number it prints, in one place.
 
 `python -m kata lecture` prints these beside the learner's; its training code reads the setup from
 here, and meta/test_lecture.py checks the learner-independent figures against the same values.
@@ -14,7 +14,7 @@ SEED = 2147483647  # torch.Generator().manual_seed(SEED) draws C, W1, b1, W2, b2
 N_EMBD, N_HIDDEN, BATCH = 10, 200, 32
 STEPS = 200_000
 LR, LR_LATE = 0.1, 0.01  # lr 0.1, then 0.01 from step 100,000 (half-way)
-BN_EPS = 1e-5  # batchnorm_forward's default (CONTRACT.md)
+BN_EPS = 1e-5  # batchnorm_forward's default (its docstring in solutions/batchnorm.py)
 BN_MOMENTUM = 0.001  # the lecture's inline BN: running = 0.999 * running + 0.001 * batch
 SATURATED = 0.99  # part 1 counts |h| > 0.99 as saturated (the deep net's tables use 0.97)
 SMOOTH = 1000  # the loss plot: plt.plot(torch.tensor(lossi).view(-1, 1000).mean(1))
@@ -22,7 +22,7 @@ SMOOTH = 1000  # the loss plot: plt.plot(torch.tensor(lossi).view(-1, 1000).mean
 # ---------------------------------------------------------------------------------------------
 # part 1: the loss log
 
-STAGES = ("original", "softmax", "tanh", "kaiming", "batchnorm")  # CONTRACT.md's order
+STAGES = ("original", "softmax", "tanh", "kaiming", "batchnorm")  # the order of `lecture --json`'s loss_log
 TITLES = {  # the lecture's own labels in its loss log
     "original": "original",
     "softmax": "fix softmax confidently wrong",
@@ -38,6 +38,9 @@ LOSS_LOG = {  # printed after 200,000 steps: (train, val)
     "batchnorm": (2.0668, 2.1048),
 }
 INIT_LOSS = {"original": 27.8817, "softmax": 3.3221}  # first minibatch (measured; "27" said)
+INIT_LOSS_TRAIN_SET = 26.0047  # the naive init on the whole training set (measured)
+SCALED_INIT_LOSS = {0.1: 4.2326, 0.01: INIT_LOSS["softmax"]}  # first minibatch after W2 * scale, b2 * 0 (measured)
+HPREACT_RANGE = (-19, 18)  # the naive init's pre-activations on the first minibatch, about (measured)
 INIT_SATURATION = {"original": 0.6095, "tanh": 0.0098, "kaiming": 0.0814}  # |h| > 0.99, first minibatch
 HPREACT_STD = {"original": 5.18, "tanh": 1.00, "kaiming": 1.52}  # first minibatch (measured)
 DEAD_NEURONS = {"original": 0, "tanh": 0, "kaiming": 0}  # units saturated for all 32 examples (measured)

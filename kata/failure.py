@@ -12,7 +12,6 @@ class Kind(str, Enum):
     ASSERTION = "assertion"            # a check of the test did not hold
     NOT_IMPLEMENTED = "not_implemented"  # the stub's NotImplementedError: the topic is not started
     ERROR = "error"                    # learner code raised an exception
-    IMPORT = "import"                  # the learner's module could not be imported
     TIMEOUT = "timeout"                # a call did not return within the limit
     CRASH = "crash"                    # learner code ended its process (os._exit, a segfault)
     ESCAPE = "escape"                  # sys.exit, KeyboardInterrupt, pytest.skip from learner code

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from kata.hintstate import ask
 from kata.loader import BUILTIN
 from kata.topics import NAMES
 
@@ -20,8 +21,9 @@ HEADER = (
 _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)|^(\s*)class\s+(\w+)")
 
 
-def stub_source(solution: str, topic: str) -> str:
-    """The exercise text for one solution module's text."""
+def stub_source(solution: str, topic: str, where: str = "cli") -> str:
+    """The exercise text for one solution module's text; its raises ask for a hint as typed
+    `where`: in a terminal ("cli", exercises/) or in a notebook ("notebook", the workbook)."""
     out, enclosing, inside = [], [], False
     for number, line in enumerate(solution.splitlines(keepends=True), start=1):
         stripped = line.strip()
@@ -31,8 +33,9 @@ def stub_source(solution: str, topic: str) -> str:
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
             if indent:  # a block inside a function body becomes a raise; a module-level block just goes
-                out.append(f'{indent}raise NotImplementedError("{topic}: {_name(enclosing, indent)} is yours to write'
-                           f' (hint: python grader.py --hint {topic})")\n')
+                message = f"{topic}: {_name(enclosing, indent)} is yours to write (hint: {ask(where, 'hint', topic)})"
+                quote = "'" if '"' in message else '"'  # the notebook's hint("topic") has double quotes
+                out.append(f"{indent}raise NotImplementedError({quote}{message}{quote})\n")
             continue
         if stripped == END:
             if not inside:

@@ -105,9 +105,10 @@ def tampered(manifest: dict, root: Path) -> list[str]:
     return sorted(rel for rel in set(manifest) | set(now) if manifest.get(rel) != now.get(rel))
 
 
-def run(root: Path, timeout: float = 3) -> dict:
+def run(root: Path, timeout: float | None = None) -> dict:
     """Grade the submission under `root` and write root/results/results.json; return it."""
     from kata import grading, scorecard  # noqa: F401 - imported before any learner code runs
+    timeout = grading.TIMEOUT if timeout is None else timeout
     source = root / "source"
     manifest = json.loads((source / "MANIFEST.json").read_text(encoding="utf-8"))
     before = tampered(manifest, source)
@@ -157,7 +158,8 @@ def _readable(folder: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kata.gradescope", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
-    parser.add_argument("--timeout", type=float, default=3)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds one call of learner code may take (default: the kata's, kata/remote.py)")
     args = parser.parse_args(argv)
     data = run(args.root.resolve(), args.timeout)
     print(f"score {data['score']}/{data['max_score']}")

@@ -182,10 +182,10 @@ def main(argv=None) -> int:
     parser.add_argument("--bundle", default=None)
     parser.add_argument("--timeout", type=float, default=TIMEOUT)
     args = parser.parse_args(argv)
-    impl = None if args.bundle else (args.impl or "exercises")
-    if impl is not None:
+    impl = None if args.bundle else args.impl
+    if not args.bundle:
         from kata.loader import resolve
-        impl = resolve(impl)
+        impl = resolve(impl)  # no --impl: $KATA_IMPL, else exercises
     results = grade(args.topics, impl, timeout=args.timeout, bundle=args.bundle)
     json.dump([r.as_dict() for r in results.values()], sys.stdout)
     return 0

@@ -36,6 +36,7 @@ import torch
 
 from kata import topics, wire
 from kata.loader import Implementation, LearnerImportError
+from kata.wire import safe_repr
 
 
 class Server:
@@ -225,7 +226,7 @@ class Server:
         impl, topic = self.origin.get(getattr(kind, "__module__", None)) or (None, self.topic_of[hid])
         return wire.Ref("handle", hid, {
             "type": kind.__name__, "qualname": f"{getattr(kind, '__module__', '')}.{kind.__qualname__}",
-            "impl": impl, "topic": topic, "repr": safe_repr(value), "methods": _methods(kind),
+            "impl": impl, "topic": topic, "repr": safe_repr(value, 120), "methods": _methods(kind),
             "callable": callable(value)})
 
 
@@ -501,14 +502,6 @@ def safe_str(e) -> str:
         return f"<{type(e).__name__}>"
 
 
-def safe_repr(obj, limit: int = 120) -> str:
-    try:
-        text = repr(obj)
-    except BaseException:  # noqa: BLE001
-        text = f"<{type(obj).__name__} object>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # ---------------------------------------------------------------- entry points
 def prepare() -> None:
     """Settings of the learner process: one torch thread (the calls are small), no bytecode written
@@ -545,8 +538,12 @@ def load_bundle(path: str | None) -> dict | None:
     if not path:
         return None
     import cloudpickle
+
+    from kata.notebook import show_cell_lines
     with open(path, "rb") as f:
-        return cloudpickle.load(f)
+        bundle = cloudpickle.load(f)
+    show_cell_lines(bundle, Path(path).with_name("cells.json"))  # a traceback then shows the cell's line
+    return bundle
 
 
 def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle_path: str | None = None) -> None:

@@ -26,26 +26,9 @@ from types import SimpleNamespace
 import torch
 
 from kata import data as kata_data
-from kata import deepnet, facts, fastmlp, mlp
+from kata import deepnet, facts, fastmlp, mlp, readiness
 from kata.loader import Implementation, ImplNotFound, LearnerImportError
 
-# The functions each part calls, by topic, with a tiny call that shows whether they are done.
-PROBES = {
-    "no_grad": lambda m: m.split_loss(lambda X: X.float(), torch.zeros(2, 3), torch.tensor([0, 1])),
-    "initial_loss": lambda m: (m.expected_initial_loss(27), m.scale_output_layer(torch.ones(2, 3), torch.ones(3))),
-    "saturation": lambda m: m.saturation_fraction(torch.tensor([0.5, 0.999])),
-    "kaiming": lambda m: (m.kaiming_std(30), m.kaiming_normal(3, 4, generator=torch.Generator().manual_seed(0))),
-    "batchnorm": lambda m: m.batchnorm_forward(torch.arange(6.0).view(3, 2), torch.ones(2), torch.zeros(2)),
-    "running_stats": lambda m: (m.ema_update(torch.zeros(2), torch.ones(2)), m.calibrate(torch.ones(3, 2)),
-                                m.batchnorm_eval(torch.ones(3, 2), torch.zeros(2), torch.ones(2), torch.ones(2), torch.zeros(2))),
-    "modules": lambda m: (m.Linear(3, 2, generator=torch.Generator().manual_seed(0))(torch.ones(4, 3)),
-                          m.BatchNorm1d(2)(torch.arange(8.0).view(4, 2)), m.Tanh()(torch.ones(2))),
-    "diagnostics": lambda m: (m.activation_stats(torch.tensor([0.1, 0.99])),
-                              m.grad_to_data_ratio(torch.tensor([1.0, 2.0]), torch.tensor([0.1, 0.3]))),
-    "update_ratio": lambda m: m.update_ratios([_with_grad(torch.tensor([[1.0, 2.0]]))], 0.1),
-    "zero_init": lambda m: (m.unigram_loss(torch.tensor([0, 1, 1])),
-                            m.zero_init_grads(torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 1]))),
-}
 PARTS = {  # in the order they run and print
     "loss-log": ("no_grad", "initial_loss", "saturation", "kaiming", "batchnorm", "running_stats"),
     "zero-init": ("no_grad", "zero_init"),
@@ -54,32 +37,27 @@ PARTS = {  # in the order they run and print
 MLP_STAGES = {"loss-log": facts.STAGES, "zero-init": ("zero_init",)}  # the MLP stages each part trains
 
 
-def _with_grad(t):
-    t.grad = t * 0.5
-    return t
-
-
 class Unfinished(Exception):
     """Some topics a part needs are not done; the message is the one line to print."""
 
 
 def load_code(impl: Implementation, topics) -> SimpleNamespace:
-    """The learner's functions of `topics` in one namespace, each probed with a tiny call first:
-    a topic still raising NotImplementedError (or failing to import, or raising) is reported
-    before any training starts."""
+    """The learner's functions of `topics` in one namespace, each given its quick check first
+    (kata/readiness.py): a topic still raising NotImplementedError, failing to import, raising or
+    returning a wrong value is reported before any training starts."""
     code, todo, broken = SimpleNamespace(), [], []
     for topic in topics:
         try:
             module = impl.load(topic)
-            PROBES[topic](module)
-        except NotImplementedError:
-            todo.append(topic)
-            continue
         except LearnerImportError as e:
             broken.append(f"{topic} ({e})")
             continue
-        except Exception as e:  # noqa: BLE001 - learner code: any failure means "not ready"
-            broken.append(f"{topic} ({type(e).__name__}: {e})")
+        found = readiness.problem(topic, module)
+        if found and found[1] == "todo":
+            todo.append(topic)
+            continue
+        if found:
+            broken.append(f"{topic} ({found[1]})")
             continue
         for name in dir(module):
             if not name.startswith("_"):
@@ -294,20 +272,19 @@ def run_deep_net(code, dataset, steps: int, batchnorm: bool, gain, plots=None, o
     out(f"\nPart 2: the deep net {kind} (gain {net.gain:.4g}, {n_params:,} parameters; the lecture: "
         f"{lecture_params:,}), {when}")
     if at_init:
-        trace = deepnet.at_init(net, code, code, dataset.Xtr, dataset.Ytr)
+        trace = deepnet.at_init(net, dataset.Xtr, dataset.Ytr, code.activation_stats, code.update_ratios)
     else:
         progress = Progress(steps, "deep net")
         try:
-            trace = deepnet.train(net, code, code, dataset.Xtr, dataset.Ytr, steps=steps, progress=progress)
+            trace = deepnet.train(net, dataset.Xtr, dataset.Ytr, steps, stats=code.activation_stats,
+                                  ratios=code.update_ratios, progress=progress)
         finally:
             progress.close()
     tables = _deep_net_tables(net, trace, code)
     written = []
     if plots is not None:  # before evaluation: the plots show the last step's .out and .grad
         written = plots.deep_net(net, trace, code, lr=facts.DEEP_LR)
-    for layer in net.layers:
-        if hasattr(layer, "training"):
-            layer.training = False
+    deepnet.set_training(net, False)
     result = {
         "steps": len(trace.losses) if not at_init else 0, "at_init": at_init, "batchnorm": batchnorm,
         "gain": net.gain, "parameters": n_params,
@@ -445,7 +422,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     try:
         impl = Implementation(args.impl)
-        code = load_code(impl, [t for t in PROBES if any(t in PARTS[part] for part in parts)])
+        code = load_code(impl, [t for t in readiness.CHECKS if any(t in PARTS[part] for part in parts)])
         dataset = kata_data.load(args.data)
     except (Unfinished, ImplNotFound, kata_data.DataError) as e:
         print(f"python -m kata lecture: {e}", file=sys.stderr)

@@ -33,9 +33,14 @@ class LearnerImportError(ImportError):
     """The learner's module could not be imported; the message says where and why."""
 
 
+def default_impl() -> str:
+    """The implementation to test when none is named: $KATA_IMPL, else exercises."""
+    return os.environ.get("KATA_IMPL") or "exercises"
+
+
 def resolve(impl: str | os.PathLike | None = None) -> Path:
     """The folder to test: `impl`, else $KATA_IMPL, else exercises/."""
-    name = str(impl) if impl else os.environ.get("KATA_IMPL") or "exercises"
+    name = str(impl) if impl else default_impl()
     path = BUILTIN.get(name, Path(name).expanduser())
     if not path.is_dir():
         raise ImplNotFound(
@@ -56,7 +61,7 @@ def show_path(path) -> str:
 
 def chosen(impl_options=None) -> list[str]:
     """The implementations a pytest run tests: its --impl values, else $KATA_IMPL, else exercises."""
-    return list(impl_options or [os.environ.get("KATA_IMPL") or "exercises"])
+    return list(impl_options or [default_impl()])
 
 
 class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
@@ -88,7 +93,7 @@ class Implementation:
 
     def __init__(self, impl: str | os.PathLike | None = None):
         self.path = resolve(impl)
-        self.label = str(impl or os.environ.get("KATA_IMPL") or "exercises")
+        self.label = str(impl or default_impl())
         self.package = f"{_PREFIX}{next(_counter)}"
         if _FINDER not in sys.meta_path:
             sys.meta_path.insert(0, _FINDER)

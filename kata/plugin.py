@@ -226,7 +226,7 @@ def describe(e) -> str:
 def where(filename: str, line: int) -> str:
     """A learner frame's place: a file and line, or a notebook cell's line (ipykernel names cells
     /tmp/ipykernel_<pid>/<hash>.py, which only the notebook's kernel can read)."""
-    if "ipykernel_" in filename or filename.startswith("<ipython-input"):
+    if "ipykernel_" in filename or filename.startswith(("<ipython-input", "<dynamic-code>")):
         return f"a notebook cell, line {line}"
     return f"{show_path(Path(filename))}:{line}"
 

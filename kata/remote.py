@@ -61,7 +61,8 @@ def learner_exception(info: dict) -> BaseException:
     ValueError, RuntimeError for torch's errors), so tests can catch it as they would in-process."""
     base = wire.BUILTIN_ERRORS.get(info.get("base")) or Exception
     if base not in _error_classes:
-        _error_classes[base] = type(base.__name__, (base, LearnerError), {"__module__": "builtins"})
+        _error_classes[base] = type(base.__name__, (base, LearnerError),  # str() is the learner's message as it was,
+                                    {"__module__": "builtins", "__str__": BaseException.__str__})  # not KeyError's repr
     error = _error_classes[base](str(info.get("message", "")))
     error.learner_type = str(info.get("type", base.__name__))
     error.frames = tuple(tuple(f) for f in info.get("frames", []) if isinstance(f, list) and len(f) == 4)
@@ -452,7 +453,7 @@ class Remote:
     the notebook objects of a bundle. `load(topic)` gives that topic's RemoteModule."""
 
     def __init__(self, impl, proc: LearnerProcess | None = None, label: str | None = None):
-        from kata.loader import resolve
+        from kata.loader import default_impl, resolve
         self.sources: dict[str, str] = {}  # a bundle's source texts, by topic
         if isinstance(impl, str) and impl.startswith("bundle:"):
             self.path, self.key = None, impl
@@ -460,7 +461,7 @@ class Remote:
         else:
             self.path = resolve(impl)
             self.key = str(self.path)
-        self.label = label or str(impl or os.environ.get("KATA_IMPL") or "exercises")
+        self.label = label or str(impl or default_impl())
         self.proc = proc or shared_process()
 
     def load(self, topic: str) -> "RemoteModule":
@@ -498,8 +499,8 @@ class RemoteModule:
         names = self._remote.proc.load(self._impl, self._topic)
         if name not in names:
             where = (f"the notebook defines no {name}: define {name} in a cell, or pass it to check()"
-                     if self._remote.path is None else f"{self._topic}.py has no {name}: the contract (CONTRACT.md) "
-                     "names it, so define it there")
+                     if self._remote.path is None else f"{self._topic}.py has no {name}: the topic's stub defines it, "
+                     "with its docstring; define it there")
             raise KataFailure(where)
         return RemoteFunction(self, name, names[name])
 
@@ -679,7 +680,7 @@ def shared_process(timeout: float | None = None) -> LearnerProcess:
 
 
 def learner_mode() -> str:
-    """How learner code runs, as the report says it: "sandbox" or "process" (CONTRACT.md)."""
+    """How learner code runs, as the report says it: "sandbox" or "process" (grader.py --report's "mode")."""
     return "process"
 
 

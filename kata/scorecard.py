@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from kata import topics
+from kata import hintstate, topics
 from kata.results import Status, TopicResult
 
 
@@ -59,10 +59,7 @@ def row(out: Out, r: TopicResult) -> str:
     return f"{number:>3}  {t.name:<16} {status} {tests:>6}  {r.score:>3}/{t.points:<3}"
 
 
-HINT = {"cli": "python grader.py --hint {name}", "notebook": 'hint("{name}")', None: None}
-ALL = {"cli": "python grader.py {name} --all", "notebook": 'check("{name}", all=True)', None: None}
 SHOWN = 3  # unexplained failure blocks shown before "N more failing tests" (STYLE: the first that teaches)
-
 
 def details(r: TopicResult, hint_level: int | None = None, most: int | None = SHOWN,
             ask: str | None = "cli") -> list[str]:
@@ -94,7 +91,7 @@ def details(r: TopicResult, hint_level: int | None = None, most: int | None = SH
     for k, group in enumerate(groups):
         if most is not None and k == most:
             rest = sum(len(g) for g in groups[k:])
-            more = ALL[ask].format(name=name) if ALL[ask] else ""
+            more = hintstate.ask(ask, "all", name) if ask else ""
             lines.append(f"  ... {rest} more failing test{'s' * (rest != 1)}" + (f": {more} shows them all" if more else ""))
             break
         names = [t.name for t in group]
@@ -107,9 +104,9 @@ def details(r: TopicResult, hint_level: int | None = None, most: int | None = SH
             lines.append(f"  FAIL {len(names)} tests ({shown}){first}:")
         lines += ["    " + part for part in group[0].text.splitlines()]
     total = len(topics.hints(name))
-    if total and HINT[ask]:
+    if total and ask:
         level = min((hint_level or 0) + 1, total)
-        lines.append(f"  Stuck? {HINT[ask].format(name=name)}   (hint {level} of {total})")
+        lines.append(f"  Stuck? {hintstate.ask(ask, 'hint', name)}   (hint {level} of {total})")
     return lines
 
 
@@ -171,7 +168,7 @@ def summary(results: dict, out: Out, show_details: bool, selected, hint_levels: 
 
 
 def results_json(results: dict, graded: str) -> dict:
-    """Gradescope's results.json: one entry per topic (CONTRACT.md, "Command lines and their JSON")."""
+    """Gradescope's results.json: one entry per topic (the README's Gradescope section)."""
     entries = [{
         "name": f"{r.topic.name}: {r.topic.section}",
         "score": r.score,

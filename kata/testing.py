@@ -23,6 +23,7 @@ import torch
 from kata import topics
 from kata.failure import KataFailure
 from kata.remote import Handle, same_object, shares_memory_with, vjp  # noqa: F401 - the tests' one import
+from kata.wire import safe_repr  # noqa: F401 - the tests use it too
 
 DEFAULT_SEED = 1234
 F64_TOL = dict(rtol=1e-7, atol=1e-7)  # float64 throughout: torch's default float64 tolerance
@@ -47,15 +48,6 @@ def fail(message: str, mistake: str | None = None) -> None:
 def type_name(obj) -> str:
     """The type a learner value had: a handle names the learner object's type."""
     return obj.kata_type if isinstance(obj, Handle) else type(obj).__name__
-
-
-def safe_repr(obj, limit: int = 80) -> str:
-    """repr() that survives learner objects whose __repr__ raises or runs long."""
-    try:
-        text = repr(obj)
-    except BaseException:  # noqa: BLE001 - a learner's __repr__ is untrusted too
-        text = f"<{type(obj).__name__} object>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def dims(t) -> str:

@@ -23,7 +23,7 @@ class Topic:
     name: str      # module name in exercises/, solutions/ and tests/test_<name>.py
     section: str   # the lecture section it comes from
     points: int
-    names: tuple[str, ...]           # the contract's functions and classes (CONTRACT.md)
+    names: tuple[str, ...]           # the functions and classes its stub defines
     uses: tuple[str, ...] = ()       # other topics its code and tests use (bias_redundancy: modules)
 
 
@@ -64,7 +64,7 @@ class Mistake:
 
 @dataclass(frozen=True)
 class ShortcutRule:
-    """What a topic that teaches a computation may not call (CONTRACT.md, "No shortcuts").
+    """What a topic that teaches a computation may not call (the stubs' docstrings say so too).
     `source`: names the learner's file may not mention, matched as dotted components
     (`nn.init` in `torch.nn.init.normal_`); `runtime`: callables that raise while the topic's code
     runs in the learner process (this catches aliases a source scan misses)."""

@@ -21,10 +21,10 @@ def _stamp(path: Path):
         return None
 
 
-def watch(selected, impl: Path, out: scorecard.Out, grade, timeout: float) -> int:
-    """`grade(names)` grades and prints rows; then watch the files of `selected`."""
+def watch(selected, impl: Path, out: scorecard.Out, results: dict, timeout: float) -> int:
+    """After the first grading (`results`, its rows printed): the summary, then re-grade each topic
+    of `selected` whenever its file is saved."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops, even if started in the background
-    results = grade(selected)
     scorecard.summary(results, out, False, selected, hintstate.levels())
     seen = {name: _stamp(impl / f"{name}.py") for name in selected}
     out.line(f"\nwatching {show_path(impl)} for saves (Ctrl-C to stop)")

@@ -32,6 +32,15 @@ DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)}
 
 
+def safe_repr(obj, limit: int = 80) -> str:
+    """repr() that survives learner objects whose __repr__ raises or runs long (both sides use it)."""
+    try:
+        text = repr(obj)
+    except BaseException:  # noqa: BLE001 - a learner's __repr__ is untrusted too
+        text = f"<{type(obj).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # exceptions of learner code that the test side raises as themselves (a ValueError for a ValueError,
 # RuntimeError for torch's errors), so that a test catches them as it would in one process
 BUILTIN_ERRORS = {c.__name__: c for c in (

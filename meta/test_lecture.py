@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kata import data, deepnet, facts, fastmlp, lecture, mlp
+from kata import data, deepnet, facts, fastmlp, lecture, mlp, readiness
 from kata.generate import generate
 from kata.loader import Implementation
 
@@ -54,7 +54,7 @@ def dataset():
 @pytest.fixture(scope="module")
 def code():
     """The reference's functions, for every part."""
-    return lecture.load_code(Implementation("solutions"), list(lecture.PROBES))
+    return lecture.load_code(Implementation("solutions"), list(readiness.CHECKS))
 
 
 def _stage(report, name):
@@ -317,10 +317,11 @@ def test_deep_net_at_init_is_step_0_before_any_update(code, dataset, tmp_path):
     build = lambda: deepnet.build(code, dataset.vocab_size, 3, batchnorm=False, gain=5 / 3)  # noqa: E731
     net = build()
     before = [p.detach().clone() for p in net.parameters()]
-    trace = deepnet.at_init(net, code, code, dataset.Xtr, dataset.Ytr)
+    trace = deepnet.at_init(net, dataset.Xtr, dataset.Ytr, code.activation_stats, code.update_ratios)
     assert all(torch.equal(p.detach(), b) for p, b in zip(net.parameters(), before))
     assert all(p.grad is not None for p in net.parameters())
-    trained = deepnet.train(build(), code, code, dataset.Xtr, dataset.Ytr, steps=1)
+    trained = deepnet.train(build(), dataset.Xtr, dataset.Ytr, steps=1, stats=code.activation_stats,
+                            ratios=code.update_ratios)
     assert trace.losses == trained.losses and trace.init_tanh == trained.init_tanh
 
     r = _quiet(lecture.run_deep_net, code, dataset, facts.DEEP_STEPS, False, 5 / 3, plots.Figures(tmp_path),

@@ -34,9 +34,12 @@ def installed(tmp_path_factory):
     """The wheel, built from this clone and installed (without its dependencies, which this
     machine has) into a folder outside it."""
     dist, target = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)], check=True,
-                   capture_output=True, timeout=300)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(dist), str(ROOT)],
+                           check=True, capture_output=True, text=True, timeout=300)
     wheel = next(dist.glob("*.whl"))
+    log = built.stdout + built.stderr
+    assert "absent from the `packages` configuration" not in log, "setuptools warns about the packages list:\n" + \
+        "\n".join(line for line in log.splitlines() if "absent" in line)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     return wheel, target
@@ -57,6 +60,7 @@ def test_wheel_outside_the_repo_checks_a_function_and_a_class_defined_in_noteboo
     _, target = installed
     monkeypatch.setenv("PYTHONPATH", str(target))  # the kernel's only kata: the installed wheel
     monkeypatch.delenv("KATA_IMPL", raising=False)
+    monkeypatch.delenv("KATA_STATE", raising=False)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     work = tmp_path / "colab"
     work.mkdir()
@@ -66,5 +70,7 @@ def test_wheel_outside_the_repo_checks_a_function_and_a_class_defined_in_noteboo
     assert f"KATA {target}" in text[0], text[0]
     assert "VERDICT True 15" in text[3] and "all 18 tests pass" in text[3], text[3]
     assert "MODULES False" in text[4] and "define Linear and BatchNorm1d in a cell" in text[4], text[4]
-    assert "batchnorm, hint 1 of 3" in text[5]
+    assert "batchnorm, hint 1 of 3" in text[5] and 'hint("batchnorm") again' in text[5]
+    assert (work / ".kata" / "hints.json").is_file(), "hint progress belongs beside the notebook"
+    assert not (target / ".kata").exists(), "hint progress must not live in the installed package"
     assert not any(o.get("output_type") == "error" for cell in notebook.cells for o in cell.outputs)

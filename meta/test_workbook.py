@@ -1,8 +1,9 @@
-"""The workbook, notebooks/workbook.ipynb: generated from solutions/ (a changed solution without a
-regenerated notebook fails here), committed without outputs or machine paths, and, executed with
-nbclient in a real kernel, free of error cells in both versions. The shipped stubs: every check
-fails and every experiment prints which topic to finish. The reference: every check passes and
-every experiment draws its figures and prints the lecture's numbers from the learner's functions."""
+"""The workbook, notebooks/workbook.ipynb: written from notebooks/workbook.py, whose topic cells are
+generated from solutions/ (a changed solution or cell file without a regenerated notebook fails
+here), committed without outputs or machine paths, and, executed with nbclient in a real kernel,
+free of error cells in both versions. The shipped stubs: every check fails and every experiment
+prints which topic to finish. The reference: every check passes and every experiment draws its
+figures and prints the lecture's numbers from the learner's functions."""
 from __future__ import annotations
 
 import ast
@@ -48,6 +49,11 @@ def committed() -> dict:
     return json.loads(workbook.NOTEBOOK.read_text(encoding="utf-8"))
 
 
+def setup_cell() -> str:
+    """The workbook's first code cell: it finds the kata and imports check, hint and explain."""
+    return next(source(c) for c in committed()["cells"] if c["cell_type"] == "code")
+
+
 def kata_cells(nb, kind: str) -> list:
     return [c for c in nb["cells"] if c["metadata"].get("kata", {}).get("kind") == kind]
 
@@ -75,6 +81,16 @@ def test_workbook_drift_is_reported_when_a_solution_docstring_changes(tmp_path, 
     stale.write_text(workbook.render(changed), encoding="utf-8")
     monkeypatch.setattr(workbook, "NOTEBOOK", stale)
     assert workbook.main(["--check"]) == 1
+
+
+def test_workbook_drift_is_reported_when_a_cell_of_the_py_file_changes(tmp_path, monkeypatch):
+    edited = tmp_path / "workbook.py"
+    text = workbook.SOURCE.read_text(encoding="utf-8")
+    edited.write_text(text.replace("## Where next", "## What next"), encoding="utf-8")
+    monkeypatch.setattr(workbook, "SOURCE", edited)
+    assert workbook.render_source() == edited.read_text(encoding="utf-8"), "a hand-written cell is kept as written"
+    assert workbook.drift(), "the .ipynb must follow notebooks/workbook.py"
+    assert "## What next" in workbook.render()
 
 
 def test_workbook_reference_follows_a_changed_solution_body(tmp_path):
@@ -124,14 +140,19 @@ def test_workbook_has_spec_stub_and_check_for_every_topic_in_curriculum_order():
 
 
 def test_workbook_stub_cells_are_the_generated_exercise_stubs():
-    """Every raise in a stub cell is one of exercises/<topic>.py's (kata/generate.py's stub logic),
+    """Every raise in a stub cell is one of exercises/<topic>.py's (kata/generate.py's stub logic,
+    with the hint asked for as in a notebook),
     the contract's names are all defined, and no line of a solution block is left in."""
     for cell in kata_cells(committed(), "topic"):
         topic, text = cell["metadata"]["kata"]["topic"], source(cell)
         exercise = (BUILTIN["exercises"] / f"{topic}.py").read_text(encoding="utf-8")
         raises = [line.strip() for line in text.splitlines() if line.strip().startswith("raise NotImplementedError(")]
-        assert raises == [line.strip() for line in exercise.splitlines()
-                          if line.strip().startswith("raise NotImplementedError(")], topic
+        exercise_raises = [line.strip() for line in exercise.splitlines()
+                           if line.strip().startswith("raise NotImplementedError(")]
+        assert [re.search(r"\w+: [\w.]+ is yours to write", r).group(0) for r in raises] == \
+            [re.search(r"\w+: [\w.]+ is yours to write", r).group(0) for r in exercise_raises], topic
+        # the notebook's stubs ask for a hint as a notebook does
+        assert all(f'(hint: hint("{topic}"))' in r and "grader.py" not in r for r in raises), raises
         defined = {node.name for node in ast.parse(text).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
         assert set(topics.get(topic).names) <= defined, topic
         solution = (BUILTIN["solutions"] / f"{topic}.py").read_text(encoding="utf-8")
@@ -142,17 +163,26 @@ def test_workbook_stub_cells_are_the_generated_exercise_stubs():
 
 def test_workbook_experiments_call_only_the_topics_they_wait_for():
     """An experiment that called a topic it does not wait for would raise (an error cell) while that
-    topic is a stub. Helpers count as what they call: the deep-net ones build from the modules."""
+    topic is a stub. Its own names are checked here; what the lecture's code calls goes through
+    yours(), which holds only the topics the experiment waited for (the next test)."""
     owner = {name: t.name for t in topics.TOPICS for name in t.names}
-    helpers = {"build_deep_net": "modules", "train_deep_net": "modules", "deep_forward": "modules",
-               "deep_parameters": "modules", "set_training": "modules"}
     for cell in kata_cells(committed(), "experiment"):
-        needs = set(cell["metadata"]["kata"]["needs"])
+        needs = set(workbook.needs(source(cell)))
+        assert needs, f"{cell['id']} does not start with if ready(...)"
+        waited = needs | {u for t in needs for u in topics.get(t).uses}
         names = {n.id for n in ast.walk(ast.parse(source(cell))) if isinstance(n, ast.Name)}
-        called = {owner[n] for n in names if n in owner} | {helpers[n] for n in names if n in helpers}
-        if "draw_mlp(kaiming=True)" in source(cell):
-            called.add("kaiming")
-        assert called <= needs, f"{cell['id']} calls {sorted(called - needs)} without waiting for it"
+        called = {owner[n] for n in names if n in owner}
+        assert called <= waited, f"{cell['id']} calls {sorted(called - waited)} without waiting for it"
+
+
+def test_yours_holds_only_the_topics_the_last_ready_waited_for(monkeypatch):
+    main = types.ModuleType("__main__")
+    vars(main).update(topic_namespace(reference=True))
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert workbook.ready("bias_redundancy")
+    code = workbook.yours()
+    assert {"redundant_biases", "Linear", "BatchNorm1d"} <= set(vars(code)), "a topic's uses come along"
+    assert not hasattr(code, "batchnorm_forward") and not hasattr(code, "split_loss")
 
 
 def test_workbook_own_cells_never_rebind_a_contract_name():
@@ -194,12 +224,32 @@ def test_ready_names_a_missing_definition_a_none_return_and_an_error():
     missing = {k: v for k, v in done.items() if k != "batchnorm_forward"}
     assert workbook.problem("batchnorm", missing).startswith("batchnorm_forward is not defined: run the batchnorm cell")
     no_return = {**done, "calibrate": lambda preacts: None}
-    assert workbook.problem("running_stats", no_return).startswith("calibrate returned None (a missing return?)")
+    assert workbook.problem("running_stats", no_return).startswith("calibrate(preacts) returned None (a missing return?)")
     half = {**done, "scale_output_layer": lambda W, b, scale=0.01: (W * scale, None)}
-    assert workbook.problem("initial_loss", half).startswith("scale_output_layer returned None")
+    assert workbook.problem("initial_loss", half).startswith("scale_output_layer(W, b) returned None")
 
     shape_error = {**done, "batchnorm_forward": lambda x, gamma, beta, eps=1e-5: x @ torch.ones(5)}  # (3, 2) @ (5,)
     assert workbook.problem("batchnorm", shape_error).startswith("batchnorm_forward raised RuntimeError")
+
+
+def test_ready_refuses_code_that_runs_but_computes_the_wrong_value():
+    """An experiment must not run on a wrong function: an identity batch norm, or a BatchNorm1d
+    that doubles its input, runs without an error but is not ready."""
+    done = topic_namespace(reference=True)
+    identity = {**done, "batchnorm_forward": lambda x, gamma, beta, eps=1e-5: x}
+    assert workbook.problem("batchnorm", identity).startswith("batchnorm_forward(x, gamma, beta) returned"), \
+        workbook.problem("batchnorm", identity)
+
+    class Doubling(done["BatchNorm1d"]):
+        def __call__(self, x):
+            self.out = x * 2
+            return self.out
+
+    doubling = {**done, "BatchNorm1d": Doubling}
+    assert workbook.problem("modules", doubling).startswith("BatchNorm1d(2)(x) in training mode returned"), \
+        workbook.problem("modules", doubling)
+    unbiased = {**done, "calibrate": lambda x: (x.mean(0), x.var(0, unbiased=False))}
+    assert "calibrate(preacts) returned" in workbook.problem("running_stats", unbiased)
 
 
 def test_ready_prints_one_line_for_the_earliest_unfinished_topic(monkeypatch, capsys):
@@ -254,11 +304,16 @@ def error_cells(nb) -> list[str]:
             if o["output_type"] == "error"]
 
 
+def status(cell) -> str:
+    """The status in the scorecard row that the check cell printed ("passed", "not started", ...)."""
+    topic = cell["metadata"]["kata"]["topic"]
+    m = re.search(rf"^\s*\d+\s+{topic}\s+(\w[\w ]*?)\s+[\d-]", text_of(cell), re.M)
+    assert m, f"{cell['id']} printed no scorecard row: {text_of(cell)[-500:]}"
+    return m.group(1)
+
+
 def verdict(cell) -> bool:
-    """The Check that the check cell's last expression shows: Check(topic=..., passed=True, ...)."""
-    m = re.search(r"Check\(topic='(\w+)', passed=(True|False)", text_of(cell))
-    assert m, f"{cell['id']} shows no Check: {text_of(cell)[-500:]}"
-    return m.group(2) == "True"
+    return status(cell) == "passed"
 
 
 def slowest(nb, n=3) -> str:
@@ -297,8 +352,9 @@ def test_workbook_as_shipped_runs_top_to_bottom_without_an_error_cell(stub_run):
 @pytest.mark.timeout(300)
 def test_workbook_as_shipped_fails_every_check(stub_run):
     for cell in kata_cells(stub_run, "check"):
-        assert not verdict(cell), f"{cell['id']} passed on a stub"
-        assert "status='not started'" in text_of(cell), text_of(cell)[-300:]
+        assert status(cell) == "not started", text_of(cell)[-300:]
+        assert not any(out["output_type"] == "execute_result" for out in cell["outputs"]), \
+            f"{cell['id']} echoed the Check under the cell: {text_of(cell)[-300:]}"
 
 
 @pytest.mark.timeout(300)
@@ -315,6 +371,7 @@ def test_workbook_reference_runs_without_an_error_cell_and_passes_every_check(re
     assert not error_cells(reference_run), error_cells(reference_run)
     for cell in kata_cells(reference_run, "check"):
         assert verdict(cell), f"{cell['id']} did not pass with the reference:\n{text_of(cell)[-1500:]}"
+        assert "Next: run the experiment cell below" in text_of(cell), text_of(cell)
 
 
 @pytest.mark.timeout(300)
@@ -327,27 +384,55 @@ def test_workbook_reference_experiments_draw_their_figures_and_the_lecture_numbe
         assert re.search(pattern, text, re.M), f"{cell['id']} printed:\n{text}"
 
 
-@pytest.mark.timeout(120)
+NOTEBOOK_CELLS = [
+    "import math\n\n\ndef expected_initial_loss(vocab_size):\n    return math.log2(vocab_size)  # not nats\n\n\n"
+    "def scale_output_layer(W, b, scale=0.01):\n    return W * scale, b * 0",
+    'verdict = check("initial_loss", expected_initial_loss, scale_output_layer)\n'
+    "print(f'passed={verdict.passed} status={verdict.status} bool={bool(verdict)}')",
+    'hint("batchnorm")', 'hint("batchnorm")', 'explain("batchnorm")',
+    "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    mean = x.mean(0, keepdim=True)\n"
+    "    var = ((x - mean) ** 2).mean(0, keepdim=True)\n    return gamma * (x - mean) / torch.sqrt(var + eps) + beta",
+    'check("batchnorm", batchnorm_forward)',
+    "def split_loss(forward, X, Y):\n    with torch.no_grad():\n        logits = forward(X)\n"
+    "    return F.cross_entropy(logits, Yy).item()  # a typo",
+    'check("no_grad")',
+    "check()",
+]
+
+
+@pytest.mark.timeout(180)
 def test_workbook_check_hint_and_explain_in_a_kernel_print_what_the_grader_prints(tmp_path):
+    """check() prints the verdict and shows no Check object; a pass says what to do next; a typo's
+    NameError shows the learner's line of the cell; check() with no topic prints the scorecard of
+    what the notebook defines; hint() and explain() print what the grader prints, with the
+    notebook's spelling of the next step."""
     nbformat = pytest.importorskip("nbformat")
-    cells = [workbook.SETUP,
-             "import math\n\n\ndef expected_initial_loss(vocab_size):\n    return math.log2(vocab_size)  # not nats\n\n\n"
-             "def scale_output_layer(W, b, scale=0.01):\n    return W * scale, b * 0",
-             'verdict = check("initial_loss", expected_initial_loss, scale_output_layer)\n'
-             "print(f'passed={verdict.passed} status={verdict.status} bool={bool(verdict)}')",
-             'hint("batchnorm")', 'hint("batchnorm")', 'explain("batchnorm")']
+    cells = [setup_cell(), *NOTEBOOK_CELLS]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     ran, _ = execute(nbformat.writes(nb), tmp_path / "kernel-state")
     assert not error_cells(ran), error_cells(ran)
     out = [text_of(c) for c in ran["cells"]]
     assert "passed=False status=failing bool=False" in out[2], out[2]
+    assert not any(o["output_type"] == "execute_result" for c in ran["cells"] for o in c["outputs"]), \
+        "a cell echoed its last value (check() returns a Check that shows nothing)"
 
     def grader(*args):  # a fresh hint state of its own, so both start at level 1
         env = {**os.environ, "KATA_STATE": str(tmp_path / "grader-state")}
         return subprocess.run([sys.executable, "grader.py", *args], cwd=ROOT, env=env, capture_output=True,
                               text=True, check=True).stdout
 
-    assert out[3] == grader("--hint", "batchnorm")
-    assert out[4] == grader("--hint", "batchnorm")
+    for cell, level in ((3, 1), (4, 2)):
+        body, footer = out[cell].rstrip("\n").rsplit("\n", 1)
+        cli_body, cli_footer = grader("--hint", "batchnorm").rstrip("\n").rsplit("\n", 1)
+        assert body == cli_body and f"hint {level} of" in body, (out[cell], cli_body)
+        assert footer == cli_footer.replace("python grader.py --hint batchnorm --level N", 'hint("batchnorm", level=N)') \
+            .replace("python grader.py --hint batchnorm", 'hint("batchnorm")'), footer
+        assert "grader.py" not in footer, footer
     assert out[5] == grader("--explain", "batchnorm")
-    assert "hint 1 of" in out[3] and "hint 2 of" in out[4]
+    assert "batchnorm: all 18 tests pass." in out[7], out[7]
+    assert "Next: run the experiment cell below (batch normalization on the first batch)" in out[7], out[7]
+    assert re.search(r"NameError: name 'Yy' is not defined\n +at a notebook cell, line 4 in split_loss: "
+                     r"return F\.cross_entropy\(logits, Yy\)\.item\(\)", out[9]), out[9]
+    rows = re.findall(r"^\s*\d+\s+(\w+)\s+(\w[\w ]*?)\s+[\d-]", out[10], re.M)
+    assert rows == [("no_grad", "failing"), ("initial_loss", "failing"), ("batchnorm", "passed")], out[10]
+    assert "total: 15/25 points, 1/3 topics passed; next: no_grad" in out[10], out[10]
