@@ -314,17 +314,19 @@ def test_cli_json_failed_entry_when_learner_code_exits(tmp_path):
     assert entries[OTHER]["status"] == "passed"
 
 
-def test_cli_a_known_mistake_is_explained_before_the_failures_and_repeats_collapse(tmp_path):
+def test_cli_a_known_mistake_is_one_cause_before_any_failure_and_repeats_collapse(tmp_path):
     from kata.catalog import build
     mistake = next(m for m in topics.mistakes(BROKEN) if m.id == "unbiased_variance")
     impl = build(mistake, tmp_path / "impl")
     done = run_cli(BROKEN, "--impl", impl)
     text = done.stdout
-    assert done.returncode == 1 and f"known mistake, {mistake.title}" in text, text
-    assert text.index("known mistake") < text.index("FAIL") < text.index("Stuck? python grader.py --hint")
+    assert done.returncode == 1 and f"CAUSE: {mistake.title} [{mistake.id}]" in text, text
+    assert text.count("CAUSE") == 1 and "FAIL" not in text, text  # one mistake, one message
+    assert text.index("CAUSE") < text.index("Stuck? python grader.py --hint")
     assert mistake.explain.splitlines()[0] in text
     stub = run_cli(BROKEN, "--impl", "exercises").stdout  # 18 tests fail with one message: shown once
     assert stub.count("NotImplementedError: batchnorm:") == 1 and "tests (every test)" in stub, stub[-800:]
+    assert "CAUSE" not in stub  # a stub's NotImplementedError is not a mistake
 
 
 @pytest.mark.parametrize("args, words", [
