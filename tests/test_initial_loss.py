@@ -98,8 +98,8 @@ def call_scale(topic, W, b, scale=None):
 
 def unpack(out, shown, W, b):
     """A pair (W', b') of real tensors with W's and b's shapes; a swapped pair is named."""
-    expect(isinstance(out, (tuple, list)) and len(out) == 2,
-           f"{shown} returned {safe_repr(out)}, expected a pair (W * scale, b * 0)")
+    expect(isinstance(out, tuple) and len(out) == 2,
+           f"{shown} returned {type_name(out)} {safe_repr(out)}, expected a tuple (W * scale, b * 0)")
     W2, b2 = out
     if isinstance(W2, torch.Tensor) and isinstance(b2, torch.Tensor):
         expect(not (W2.shape == b.shape and b2.shape == W.shape),

@@ -175,6 +175,17 @@ def test_split_loss_accepts_float32_logits(topic, gen):
                  rtol=1e-5, atol=1e-5)  # float32 log-softmax over 27 classes: ~1e-7 relative per op
 
 
+def test_split_loss_keeps_float64_logits_in_float64(topic, gen):
+    model, X, Y = draw(gen, 40, 27)
+
+    def shifted(X_):
+        return model(X_) + 1e4  # the softmax ignores it; float32 (ulp 1e-3 at 1e4) would not
+
+    shown = call("split_loss", ("forward", shifted), ("X", X), ("Y", Y))
+    out = expect_python_float(topic.split_loss(shifted, X, Y), shown)
+    expect_close(out, cross_entropy(model.logits(X), Y), call=shown, **TOL)
+
+
 def test_split_loss_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     model, X, Y = draw(gen, 16, 7)
     shown = call("split_loss", ("forward", model), ("X", X), ("Y", Y))
