@@ -198,6 +198,15 @@ def test_grad_to_data_ratio_uses_the_grad_argument_and_leaves_inputs_unchanged(t
                            *ratio_suspects(param.detach(), grad)])
 
 
+def test_activation_stats_keeps_float64_in_float64(topic, gen):
+    # an offset of 1e4 leaves float64 ~12 digits of the spread, float32 (ulp 1e-3 there) about 3
+    t = 1e4 + torch.randn(40, 30, generator=gen, dtype=torch.float64)
+    shown = call("activation_stats", ("t", t))
+    out = stats_of(topic, t, shown)
+    expect_close(out["mean"], t.mean().item(), call=shown, what="gave mean", **TOL)
+    expect_close(out["std"], t.std().item(), call=shown, what="gave std", **TOL)
+
+
 def test_activation_stats_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     t = tanh_layer(gen, 6, 5)
     shown = call("activation_stats", ("t", t))
