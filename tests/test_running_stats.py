@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import (F64_TOL as TOL, Suspect, call, expect, expect_close, expect_global_state_kept,
+from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_global_state_kept,
                           expect_new_tensor, expect_no_shortcut_source, expect_tensor, fail, fmt, inputs_unchanged,
                           safe_repr, type_name)
 
@@ -23,22 +23,6 @@ def learner(impl):
 
 
 # ---------------------------------------------------------------- ema_update
-def ema_suspects(running, batch, m):
-    return [
-        Suspect("momentum_swapped", m * running + (1 - m) * batch,
-                f"the weights are swapped: momentum={m} is the weight of the NEW batch value (torch's "
-                "convention; the lecture writes 0.999 * running + 0.001 * batch). CS231n's momentum 0.9 is the "
-                "weight of the old value; the kata follows torch"),
-        Suspect("no_decay", running + m * batch,
-                "the old running value is not decayed: running' = (1 - m) * running + m * batch, so the "
-                "weights sum to 1 and the estimate stays on the scale of the batch statistic"),
-        Suspect("plain_sum", running + batch, "that adds the batch statistic: an average needs weights that "
-                                              "sum to 1, (1 - m) * running + m * batch"),
-        Suspect("batch_only", batch.clone(), "that returns the batch statistic itself: the running estimate "
-                                             "must average over many batches, (1 - m) * running + m * batch"),
-    ]
-
-
 def draw_stats(gen, c):
     """A running value and a batch value per feature, nothing symmetric."""
     running = 3 * torch.randn(c, generator=gen, **F64) + 1
@@ -54,8 +38,7 @@ def test_ema_update_is_one_minus_momentum_times_running_plus_momentum_times_batc
     running, batch = draw_stats(gen, c)
     expected = (1 - momentum) * running + momentum * batch
     shown = call("ema_update", ("running", running), ("batch_stat", batch), momentum=momentum)
-    expect_close(learner.ema_update(running, batch, momentum=momentum), expected, call=shown, what="returned",
-                 suspects=ema_suspects(running, batch, momentum), **TOL,
+    expect_close(learner.ema_update(running, batch, momentum=momentum), expected, call=shown, what="returned", **TOL,
                  why=f"running' = (1 - {momentum:.4g}) * running + {momentum:.4g} * batch_stat")
 
 
@@ -63,11 +46,7 @@ def test_ema_update_defaults_to_the_lecture_momentum_0_001(learner, gen):
     running, batch = draw_stats(gen, 7)
     expected = 0.999 * running + 0.001 * batch  # every expected value is computed before the learner's call
     shown = call("ema_update", ("running", running), ("batch_stat", batch))
-    suspects = [Suspect("torch_default_momentum", 0.9 * running + 0.1 * batch,
-                        "that is momentum 0.1, torch.nn.BatchNorm1d's default; ema_update's default is the "
-                        "lecture's 0.001 (0.999 * running + 0.001 * batch, for noisy batches of 32)")]
-    expect_close(learner.ema_update(running, batch), expected, call=shown, what="returned",
-                 suspects=suspects + ema_suspects(running, batch, 0.001), **TOL,
+    expect_close(learner.ema_update(running, batch), expected, call=shown, what="returned", **TOL,
                  why="the lecture's update is 0.999 * running + 0.001 * batch")
 
 
@@ -90,12 +69,7 @@ def test_ema_update_approaches_a_constant_batch_value_geometrically(learner, gen
     r = running.clone()
     for _ in range(steps):
         r = expect_tensor(learner.ema_update(r, batch, momentum=m), shown, shape=running.shape)
-    suspects = [Suspect("momentum_swapped", batch + m**steps * (running - batch),
-                        f"the gap shrank by {m} per step, not by 1 - {m}: the weights are swapped, momentum is the "
-                        "weight of the NEW value"),
-                Suspect("no_decay", running + steps * m * batch,
-                        "the estimate grows without bound: the old value must be decayed by (1 - momentum)")]
-    expect_close(r, expected, call=shown, what="gave", suspects=suspects, **TOL,
+    expect_close(r, expected, call=shown, what="gave", **TOL,
                  why=f"after k steps the gap to the batch value is (1 - m)**k = {(1 - m) ** steps:.4g} of the start")
 
 
@@ -130,28 +104,6 @@ def draw_eval(gen, n, c):
     return x, running_mean, running_var, gamma, beta
 
 
-def eval_suspects(x, rm, rv, gamma, beta, eps):
-    n = x.shape[0]
-    out = [
-        Suspect("eps_outside_sqrt", gamma * (x - rm) / (torch.sqrt(rv) + eps) + beta,
-                "eps is added outside the square root: divide by sqrt(running_var + eps)"),
-        Suspect("no_eps", gamma * (x - rm) / torch.sqrt(rv) + beta,
-                f"eps={eps} was left out: divide by sqrt(running_var + eps), as in training"),
-        Suspect("no_sqrt", gamma * (x - rm) / (rv + eps) + beta,
-                "that divides by the variance: running_var is a VARIANCE, so divide by sqrt(running_var + eps) "
-                "(the lecture's inline BN kept a std, the class version and torch keep a var)"),
-        Suspect("stats_swapped", gamma * (x - rv) / torch.sqrt(rm + eps) + beta,
-                "running_mean and running_var are swapped: subtract the mean, divide by sqrt(var + eps)"),
-        Suspect("gamma_beta_swapped", beta * (x - rm) / torch.sqrt(rv + eps) + gamma,
-                "gamma and beta are swapped: gamma scales, beta shifts"),
-    ]
-    if n > 1:
-        out.append(Suspect("batch_statistics", F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps),
-                           "that normalises with the batch's own mean and variance (training mode); in eval mode "
-                           "use running_mean and running_var, so each example's output depends on it alone"))
-    return out
-
-
 @pytest.mark.parametrize("case", range(6))
 def test_batchnorm_eval_matches_torch_batch_norm_in_eval_mode(learner, gen, case):
     n = int(torch.randint(2, 65, (), generator=gen))
@@ -161,8 +113,7 @@ def test_batchnorm_eval_matches_torch_batch_norm_in_eval_mode(learner, gen, case
     expected = F.batch_norm(x, rm, rv, gamma, beta, training=False, eps=eps)
     shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
                  ("beta", beta), eps=eps)
-    expect_close(learner.batchnorm_eval(x, rm, rv, gamma, beta, eps=eps), expected, call=shown, what="returned",
-                 suspects=eval_suspects(x, rm, rv, gamma, beta, eps), **TOL)
+    expect_close(learner.batchnorm_eval(x, rm, rv, gamma, beta, eps=eps), expected, call=shown, what="returned", **TOL)
 
 
 def test_batchnorm_eval_works_on_a_single_example(learner, gen):
@@ -173,9 +124,8 @@ def test_batchnorm_eval_works_on_a_single_example(learner, gen):
     out = expect_tensor(learner.batchnorm_eval(x, rm, rv, gamma, beta), shown, shape=(1, 6))
     expect(not torch.allclose(out.detach().double(), beta.expand(1, 6)) and bool(torch.isfinite(out).all()),
            f"{shown} returned {fmt(out)} for one example: that is beta (or nan), what the "
-           "batch's own statistics give when the batch is one row; at inference use the running statistics",
-           mistake="batch_statistics")
-    expect_close(out, expected, call=shown, what="returned", suspects=eval_suspects(x, rm, rv, gamma, beta, 1e-5),
+           "batch's own statistics give when the batch is one row; at inference use the running statistics")
+    expect_close(out, expected, call=shown, what="returned",
                  **TOL)
 
 
@@ -185,8 +135,7 @@ def test_batchnorm_eval_treats_each_row_on_its_own(learner, gen):
                  ("beta", beta))
     expected = F.batch_norm(x, rm, rv, gamma, beta, training=False)
     whole = expect_tensor(learner.batchnorm_eval(x, rm, rv, gamma, beta), shown, shape=x.shape).detach()
-    expect_close(whole, expected, call=shown, what="returned",
-                 suspects=eval_suspects(x, rm, rv, gamma, beta, 1e-5), **TOL)
+    expect_close(whole, expected, call=shown, what="returned", **TOL)
     shown = call("batchnorm_eval", ("x[:3]", x[:3]), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
                  ("beta", beta))
     part = expect_tensor(learner.batchnorm_eval(x[:3], rm, rv, gamma, beta), shown, shape=(3, 4)).detach()
@@ -204,9 +153,8 @@ def test_batchnorm_eval_keeps_a_zero_running_var_finite(learner, gen):
                  ("beta", beta), eps=eps)
     out = expect_tensor(learner.batchnorm_eval(x, rm, rv, gamma, beta, eps=eps), shown, shape=x.shape)
     expect(bool(torch.isfinite(out).all()),
-           f"{shown} returned inf or nan where running_var is 0 (feature 3): divide by sqrt(running_var + eps)",
-           mistake="no_eps")
-    expect_close(out, expected, call=shown, what="returned", suspects=eval_suspects(x, rm, rv, gamma, beta, eps),
+           f"{shown} returned inf or nan where running_var is 0 (feature 3): divide by sqrt(running_var + eps)")
+    expect_close(out, expected, call=shown, what="returned",
                  **TOL)
 
 
@@ -237,10 +185,7 @@ def test_batchnorm_eval_default_eps_is_1e_5(learner, gen):
     expected = F.batch_norm(x, rm, rv, gamma, beta, training=False, eps=1e-5)
     shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
                  ("beta", beta))
-    wrong = [Suspect("wrong_default_eps", gamma * (x - rm) / torch.sqrt(rv + e) + beta,
-                     f"that is eps={e}: the default is torch's eps=1e-5") for e in (1e-3, 1e-8, 0.0)]
-    expect_close(learner.batchnorm_eval(x, rm, rv, gamma, beta), expected, call=shown, what="returned",
-                 suspects=wrong, **TOL, why="without an eps argument, eps is 1e-5, as in training")
+    expect_close(learner.batchnorm_eval(x, rm, rv, gamma, beta), expected, call=shown, what="returned", **TOL, why="without an eps argument, eps is 1e-5, as in training")
 
 
 # ---------------------------------------------------------------- calibrate
@@ -251,7 +196,7 @@ def expect_pair(out, shown, c, n):
     for name, t in zip(("mean", "var"), out):
         if isinstance(t, torch.Tensor) and tuple(t.shape) == (n,) and n != c:
             fail(f"{shown} returned {name} of shape ({n},), expected ({c},): reduce over dim 0 (the examples), "
-                 "one value per feature", mistake="wrong_dim")
+                 "one value per feature")
         expect_tensor(t, shown, shape=(c,))
     return out
 
@@ -271,12 +216,7 @@ def test_calibrate_returns_the_mean_and_unbiased_var_over_dim_0(learner, gen, n)
     shown = call("calibrate", ("preacts", x))
     mean, var = expect_pair(learner.calibrate(x), shown, c, n)
     expect_close(mean, want_mean, call=shown, what="returned mean", **TOL, why="the mean of each feature over dim 0")
-    suspects = [Suspect("biased_variance", x.var(0, unbiased=False),
-                        f"that is the biased variance (divide by N = {n}): calibrate follows torch's running_var, "
-                        "which is unbiased (divide by N - 1): x.var(0)"),
-                Suspect("std_not_var", x.std(0), "that is the std: the lecture's inline BN calibrated a std, "
-                                                 "the kata (like torch's BatchNorm1d) keeps a VARIANCE")]
-    expect_close(var, want_var, call=shown, what="returned var", suspects=suspects, **TOL,
+    expect_close(var, want_var, call=shown, what="returned var", **TOL,
                  why="the unbiased variance of each feature over dim 0, x.var(0)")
 
 
@@ -302,8 +242,7 @@ def test_calibrate_builds_no_autograd_graph(learner, gen):
     expect_close(var, want_var, call=shown, what="returned var", **TOL)
     expect(not mean.requires_grad and not var.requires_grad,
            f"{shown} returned statistics that require grad: calibration is bookkeeping, not part of the model; "
-           "compute it under torch.no_grad() (as the lecture does) so no graph is built or kept",
-           mistake="graph_kept")
+           "compute it under torch.no_grad() (as the lecture does) so no graph is built or kept")
 
 
 def test_calibrate_leaves_its_input_unchanged(learner, gen):
