@@ -314,6 +314,7 @@ def test_cli_json_failed_entry_when_learner_code_exits(tmp_path):
     assert entries[OTHER]["status"] == "passed"
 
 
+@pytest.mark.xfail(reason="issue 13: tests no longer name mistakes; the diagnosis engine will", strict=False)
 def test_cli_a_known_mistake_is_explained_before_the_failures_and_repeats_collapse(tmp_path):
     from kata.catalog import build
     mistake = next(m for m in topics.mistakes(BROKEN) if m.id == "unbiased_variance")
@@ -458,4 +459,4 @@ def test_grade_a_forged_grad_mode_does_not_hide_a_missing_no_grad(tmp_path):
     impl = Path(shutil.copytree(BUILTIN["solutions"], tmp_path / "impl"))
     (impl / "no_grad.py").write_text(NO_GRAD_FORGED, encoding="utf-8")
     r = grading.grade(["no_grad"], impl)["no_grad"]
-    assert not r.passed and "no_no_grad" in r.mistakes(), failing_texts(r)[:600]
+    assert not r.passed, failing_texts(r)[:600]  # naming it no_no_grad: the engine's (issue 13)
