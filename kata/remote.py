@@ -453,8 +453,8 @@ class RemoteModule:
         names = self._remote.proc.load(self._impl, self._topic)
         if name not in names:
             where = (f"the notebook defines no {name}: define {name} in a cell, or pass it to check()"
-                     if self._remote.path is None else f"{self._topic}.py has no {name}: the contract (CONTRACT.md) "
-                     "names it, so define it there")
+                     if self._remote.path is None else f"{self._topic}.py has no {name}: the stub's docstring "
+                     "describes it, so define it there")
             raise KataFailure(where)
         return RemoteFunction(self, name, names[name])
 

@@ -108,6 +108,16 @@ def expect_tensor(out, call: str, shape=None, dtype=None) -> torch.Tensor:
     return out
 
 
+def expect_like(out, expected, call: str) -> None:
+    """`out` is of `expected`'s kind: a float, or a tensor of its shape and dtype. The hygiene tests'
+    check of what a call returns under each global state: its value is the other tests' lesson."""
+    __tracebackhide__ = True
+    if isinstance(expected, float):
+        expect_float(out, call)
+    else:
+        expect_tensor(out, call, shape=expected.shape, dtype=expected.dtype)
+
+
 # ---------------------------------------------------------------- values
 def _close(a, b, rtol: float, atol: float) -> bool:
     a = torch.as_tensor(a, dtype=torch.float64)

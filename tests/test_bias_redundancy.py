@@ -87,26 +87,16 @@ def test_redundant_biases_finds_every_linear_before_batchnorm_in_the_lecture_dee
     expect(got == [0, 3, 6, 9, 12, 15], f"{shown} returned {got}, expected [0, 3, 6, 9, 12, 15]")
 
 
-@pytest.mark.parametrize("spec", ["LTLBTL", "LBLTLB", "TLBL", "LL"])
-def test_redundant_biases_ignores_linear_before_tanh_and_a_trailing_linear(topic, modules, gen, spec):
-    got, shown = find(topic, build(modules, gen, spec), spec)
-    expect_indices(got, spec, shown)
+# Each spec is a layer list (L: Linear, l: Linear(bias=False), B: BatchNorm1d, T: Tanh), grouped by
+# what it teaches: a bias before a Tanh or at the end is not redundant; a Linear without a bias has
+# none to drop; a BatchNorm followed by a Linear is not a pair; adjacent pairs are each found.
+CASES = {"before_tanh_or_last": ["LTLBTL", "LBLTLB", "TLBL", "LL"], "no_bias": ["lBT", "lBTLB", "LBlBlBT"],
+         "batchnorm_first": ["BLT", "BLTBL", "TBL"], "adjacent_pairs": ["LBLB", "LLB", "LBLBLBT"]}
 
 
-@pytest.mark.parametrize("spec", ["lBT", "lBTLB", "LBlBlBT"])
-def test_redundant_biases_skips_linear_without_bias(topic, modules, gen, spec):
-    got, shown = find(topic, build(modules, gen, spec), spec)
-    expect_indices(got, spec, shown)
-
-
-@pytest.mark.parametrize("spec", ["BLT", "BLTBL", "TBL"])
-def test_redundant_biases_ignores_batchnorm_followed_by_linear(topic, modules, gen, spec):
-    got, shown = find(topic, build(modules, gen, spec), spec)
-    expect_indices(got, spec, shown)
-
-
-@pytest.mark.parametrize("spec", ["LBLB", "LLB", "LBLBLBT"])
-def test_redundant_biases_finds_adjacent_pairs(topic, modules, gen, spec):
+@pytest.mark.parametrize("spec", [pytest.param(spec, id=f"{what}:{spec}") for what, specs in CASES.items()
+                                  for spec in specs])
+def test_redundant_biases_finds_exactly_the_linears_with_a_bias_right_before_a_batchnorm(topic, modules, gen, spec):
     got, shown = find(topic, build(modules, gen, spec), spec)
     expect_indices(got, spec, shown)
 
@@ -240,7 +230,8 @@ def test_redundant_biases_leaves_grad_mode_and_default_dtype_as_found(topic, mod
     spec = "LBTLT"
     layers = build(modules, gen, spec)
     shown = f"redundant_biases(layers = [{', '.join(spec_names(spec))}])"
-    expect_global_state_kept(lambda: topic.redundant_biases(layers), shown, lambda got: expect_indices(got, spec, shown))
+    expect_global_state_kept(lambda: topic.redundant_biases(layers), shown,
+                             lambda got: expect(isinstance(got, list), f"{shown} returned {got!r}, expected a list"))
 
 
 def test_drop_redundant_biases_leaves_grad_mode_and_default_dtype_as_found(topic, modules, gen):
@@ -248,12 +239,7 @@ def test_drop_redundant_biases_leaves_grad_mode_and_default_dtype_as_found(topic
     shown = f"drop_redundant_biases(layers = [{', '.join(spec_names(spec))}])"
 
     def run():  # a fresh net each time: a second drop has nothing left to remove
-        layers = build(modules, gen, spec)
-        return topic.drop_redundant_biases(layers), layers[3].bias.numel() if layers[3].bias is not None else 0
+        return topic.drop_redundant_biases(build(modules, gen, spec))
 
-    def check(out):
-        removed, left = out
-        expect(type(removed) is int and removed == 4 + 4 and left == 0,
-               f"{shown} returned {removed!r} (layers[3].bias has {left} scalars left), expected 8: the bias of "
-               "layers[3] (8 scalars) goes, the last Linear's stays")
-    expect_global_state_kept(run, shown, check)
+    expect_global_state_kept(run, shown, lambda removed: expect(type(removed) is int,
+                                                                f"{shown} returned {removed!r}, expected an int"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_float, expect_global_state_kept,
-                          inputs_unchanged, type_name)
+                          expect_like, inputs_unchanged, type_name)
 
 pytestmark = pytest.mark.diagnostics
 KEYS = {"mean", "std", "saturated"}
@@ -157,10 +157,7 @@ def test_activation_stats_keeps_float64_in_float64(topic, gen):
 def test_activation_stats_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     t = tanh_layer(gen, 6, 5)
     shown = call("activation_stats", ("t", t))
-    sat = (t.abs() > 0.97).double().mean().item()
-    expect_global_state_kept(lambda: topic.activation_stats(t), shown,
-                             lambda out: expect_close(stats_of_value(out, shown)["saturated"], sat, call=shown,
-                                                      what="gave saturated", **TOL))
+    expect_global_state_kept(lambda: topic.activation_stats(t), shown, lambda out: stats_of_value(out, shown))
 
 
 def test_grad_to_data_ratio_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
@@ -168,4 +165,4 @@ def test_grad_to_data_ratio_leaves_grad_mode_and_default_dtype_as_found(topic, g
     shown = call("grad_to_data_ratio", ("param", param), ("grad", grad))
     expected = (grad.std() / param.std()).item()
     expect_global_state_kept(lambda: topic.grad_to_data_ratio(param, grad), shown,
-                             lambda out: expect_close(out, expected, call=shown, **TOL))
+                             lambda out: expect_like(out, expected, shown))

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_global_state_kept,
+from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_like, expect_global_state_kept,
                           expect_new_tensor, expect_tensor, inputs_unchanged, safe_repr, type_name)
 
 pytestmark = pytest.mark.saturation
@@ -98,9 +98,7 @@ def test_saturation_fraction_default_threshold_is_0_99(topic, gen):
 def test_saturation_fraction_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     h = tanh_layer(gen, 8, 5, 2.0)
     shown = call("saturation_fraction", ("h", h))
-    expected = (h.abs() > 0.99).double().mean().item()
-    expect_global_state_kept(lambda: topic.saturation_fraction(h), shown,
-                             lambda out: expect_close(expect_python_float(out, shown), expected, call=shown, **TOL))
+    expect_global_state_kept(lambda: topic.saturation_fraction(h), shown, lambda out: expect_python_float(out, shown))
 
 
 # ---------------------------------------------------------------- dead_neurons
@@ -166,8 +164,7 @@ def test_dead_neurons_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     h = dead_layer(gen, 8, 6, 0.99)
     shown = call("dead_neurons", ("h", h))
     expect_global_state_kept(lambda: topic.dead_neurons(h), shown,
-                             lambda out: expect_close(expect_tensor(out, shown, shape=(6,), dtype=torch.bool),
-                                                      (h.abs() > 0.99).all(dim=0), call=shown, rtol=0, atol=0))
+                             lambda out: expect_tensor(out, shown, shape=(6,), dtype=torch.bool))
 
 
 # ---------------------------------------------------------------- tanh_backward
@@ -222,4 +219,4 @@ def test_tanh_backward_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     grad_out = torch.randn(5, 4, generator=gen, dtype=torch.float64)
     shown = call("tanh_backward", ("h", h), ("grad_out", grad_out))
     expect_global_state_kept(lambda: topic.tanh_backward(h, grad_out), shown,
-                             lambda out: expect_close(out, (1 - h**2) * grad_out, call=shown, what="returned", **TOL))
+                             lambda out: expect_like(out, h, shown))

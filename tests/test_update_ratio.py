@@ -101,11 +101,15 @@ def show(values):
     return "[" + ", ".join(fmt(v) for v in values) + "]"
 
 
-def expect_ratio_list(out, params, lr, shown):
-    """out must be the lecture's list: one float per p with p.ndim == 2, in order."""
+def expect_float_list(out, shown):
     expect(type(out) is list, f"{shown} returned {type_name(out)}, expected a list of floats")
     for value in out:
         expect_float(value, f"{shown} element")
+
+
+def expect_ratio_list(out, params, lr, shown):
+    """out must be the lecture's list: one float per p with p.ndim == 2, in order."""
+    expect_float_list(out, shown)
 
     expected = [lecture_ratio(p.detach(), p.grad, lr) for p in params if p.ndim == 2]
     if same(out, expected):
@@ -166,13 +170,12 @@ def test_update_ratios_changes_neither_parameters_nor_gradients(topic, gen):
 def test_update_to_data_ratio_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     param, grad = weight_and_grad(gen, 6, 5)
     shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.1)
-    expected = lecture_ratio(param, grad, 0.1)
     expect_global_state_kept(lambda: topic.update_to_data_ratio(param, grad, 0.1), shown,
-                             lambda out: expect_close(out, expected, call=shown, **TOL))
+                             lambda out: expect_float(out, shown))
 
 
 def test_update_ratios_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     params = with_grads(gen, [(6, 5), (5,)])
     shown = "update_ratios([W (6, 5), b (5,)], lr=0.1)"
     expect_global_state_kept(lambda: topic.update_ratios(params, 0.1), shown,
-                             lambda out: expect_ratio_list(out, params, 0.1, shown))
+                             lambda out: expect_float_list(out, shown))

@@ -240,9 +240,7 @@ def test_zero_init_grads_leave_X_and_Y_unchanged(topic, gen):
 def test_unigram_loss_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     Y = skewed_targets(gen, 50, 27, absent=3)
     shown = call("unigram_loss", ("Y", Y))
-    expected = entropy(Y, 27)
-    expect_global_state_kept(lambda: topic.unigram_loss(Y), shown,
-                             lambda out: expect_close(expect_float(out, shown), expected, call=shown, **TOL))
+    expect_global_state_kept(lambda: topic.unigram_loss(Y), shown, lambda out: expect_float(out, shown))
 
 
 def test_zero_init_grads_leave_grad_mode_and_default_dtype_as_found(topic, gen):
