@@ -1,10 +1,14 @@
 """Topic 5, batchnorm: batchnorm_forward against torch's F.batch_norm (training mode) in float64,
-plus the properties that define it. Run: pytest -m batchnorm"""
+plus the properties that define it. Run: pytest -m batchnorm
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_like, expect_global_state_kept,
+from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_global_state_kept, expect_like,
                           expect_new_tensor, expect_no_shortcut_source, expect_tensor, inputs_unchanged, vjp)
 
 pytestmark = pytest.mark.batchnorm
@@ -30,17 +34,7 @@ def draw(gen, n, c, spread=3.0):
     return x, gamma, beta
 
 
-@pytest.mark.parametrize("case", range(6))
-def test_batchnorm_forward_matches_torch_batch_norm_in_training_mode(forward, gen, case):
-    n = int(torch.randint(2, 65, (), generator=gen))
-    c = int(torch.randint(1, 17, (), generator=gen))
-    x, gamma, beta = draw(gen, n, c)
-    eps = [1e-5, 1e-3, 0.1][case % 3]  # 0.1 makes eps's place visible even for unit-variance features
-    expected = F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
-    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta), eps=eps)
-    expect_close(forward(x, gamma, beta, eps=eps), expected, call=shown, what="returned", **TOL)
-
-
+# ---------------------------------------------------------------- tests, in lesson order
 def test_batchnorm_forward_uses_biased_variance_at_the_lecture_batch_size(forward, gen):
     x, _, _ = draw(gen, 32, 6)
     gamma, beta = torch.ones(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)  # output = xhat itself
@@ -73,6 +67,17 @@ def test_batchnorm_forward_maps_a_constant_feature_to_beta(forward, gen):
                  why="x - mean is exactly 0 there, so the output is beta")
 
 
+@pytest.mark.parametrize("case", range(6))
+def test_batchnorm_forward_matches_torch_batch_norm_in_training_mode(forward, gen, case):
+    n = int(torch.randint(2, 65, (), generator=gen))
+    c = int(torch.randint(1, 17, (), generator=gen))
+    x, gamma, beta = draw(gen, n, c)
+    eps = [1e-5, 1e-3, 0.1][case % 3]  # 0.1 makes eps's place visible even for unit-variance features
+    expected = F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta), eps=eps)
+    expect_close(forward(x, gamma, beta, eps=eps), expected, call=shown, what="returned", **TOL)
+
+
 def test_batchnorm_forward_ignores_a_per_feature_shift_of_the_input(forward, gen):
     x, gamma, beta = draw(gen, 24, 5)
     shift = 10 * torch.randn(5, generator=gen, dtype=torch.float64)  # what a bias before BN adds
@@ -81,6 +86,15 @@ def test_batchnorm_forward_ignores_a_per_feature_shift_of_the_input(forward, gen
     expect_close(forward(x + shift, gamma, beta), expected, call=shown, what="returned",
                  why="subtracting the batch mean removes any constant added to a feature (this is why a "
                      "bias before BatchNorm is redundant)", rtol=1e-6, atol=1e-6)  # shift of 10s costs ~1e-14 per op
+
+
+def test_batchnorm_forward_default_eps_is_1e_5(forward, gen):
+    x, gamma, beta = draw(gen, 32, 5)
+    x = (x - x.mean(0)) * 3e-3 + x.mean(0)  # variances ~1e-5: eps=1e-5 changes the output by ~40%
+    expected = F.batch_norm(x, None, None, gamma, beta, training=True, eps=1e-5)
+    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
+    expect_close(forward(x, gamma, beta), expected, call=shown, what="returned", **TOL,
+                 why="without an eps argument, eps is 1e-5 (the contract's default, as torch.nn.BatchNorm1d)")
 
 
 def test_batchnorm_forward_gradients_match_torch_batch_norm(forward, gen):
@@ -125,15 +139,6 @@ def test_batchnorm_forward_computes_without_torch_batch_norm(forward, impl, gen)
     expect_close(forward(x, gamma, beta), F.batch_norm(x, None, None, gamma, beta, training=True),
                  call=shown, what="returned", **TOL)  # runs with torch's batch norm switched off
     expect_no_shortcut_source(impl, "batchnorm")
-
-
-def test_batchnorm_forward_default_eps_is_1e_5(forward, gen):
-    x, gamma, beta = draw(gen, 32, 5)
-    x = (x - x.mean(0)) * 3e-3 + x.mean(0)  # variances ~1e-5: eps=1e-5 changes the output by ~40%
-    expected = F.batch_norm(x, None, None, gamma, beta, training=True, eps=1e-5)
-    shown = call("batchnorm_forward", ("x", x), ("gamma", gamma), ("beta", beta))
-    expect_close(forward(x, gamma, beta), expected, call=shown, what="returned", **TOL,
-                 why="without an eps argument, eps is 1e-5 (the contract's default, as torch.nn.BatchNorm1d)")
 
 
 def test_batchnorm_forward_leaves_grad_mode_and_default_dtype_as_found(forward, gen):

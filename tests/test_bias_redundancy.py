@@ -1,6 +1,10 @@
 """Topic 8, bias_redundancy: finding and removing the biases that sit right before a BatchNorm1d,
 checked on layer lists built from the implementation's own modules (so isinstance works as it does
-in the learner's code), and the lecture's reason shown with autograd. Run: pytest -m bias_redundancy"""
+in the learner's code), and the lecture's reason shown with autograd. Run: pytest -m bias_redundancy
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 
 import pytest
 import torch
@@ -9,6 +13,7 @@ from kata.remote import probe
 from kata.testing import default_dtype, expect, expect_global_state_kept, fail, same_object, vjp
 
 pytestmark = pytest.mark.bias_redundancy
+
 
 F64 = torch.float64
 
@@ -79,44 +84,11 @@ def expect_indices(got, spec, shown):
          "and layers[i + 1] is a BatchNorm1d, in increasing order")
 
 
-# ---------------------------------------------------------------- redundant_biases
-def test_redundant_biases_finds_every_linear_before_batchnorm_in_the_lecture_deep_net(topic, modules, gen):
-    spec = "LBT" * 5 + "LB"  # the deep net built with the default bias=True
-    got, shown = find(topic, build(modules, gen, spec), spec)
-    expect_indices(got, spec, shown)
-    expect(got == [0, 3, 6, 9, 12, 15], f"{shown} returned {got}, expected [0, 3, 6, 9, 12, 15]")
-
-
 # Each spec is a layer list (L: Linear, l: Linear(bias=False), B: BatchNorm1d, T: Tanh), grouped by
 # what it teaches: a bias before a Tanh or at the end is not redundant; a Linear without a bias has
 # none to drop; a BatchNorm followed by a Linear is not a pair; adjacent pairs are each found.
 CASES = {"before_tanh_or_last": ["LTLBTL", "LBLTLB", "TLBL", "LL"], "no_bias": ["lBT", "lBTLB", "LBlBlBT"],
          "batchnorm_first": ["BLT", "BLTBL", "TBL"], "adjacent_pairs": ["LBLB", "LLB", "LBLBLBT"]}
-
-
-@pytest.mark.parametrize("spec", [pytest.param(spec, id=f"{what}:{spec}") for what, specs in CASES.items()
-                                  for spec in specs])
-def test_redundant_biases_finds_exactly_the_linears_with_a_bias_right_before_a_batchnorm(topic, modules, gen, spec):
-    got, shown = find(topic, build(modules, gen, spec), spec)
-    expect_indices(got, spec, shown)
-
-
-@pytest.mark.parametrize("spec", ["", "L", "B", "T", "LT"])
-def test_redundant_biases_returns_an_empty_list_when_nothing_is_redundant(topic, modules, gen, spec):
-    got, shown = find(topic, build(modules, gen, spec), spec)
-    expect(got == [] and type(got) is list, f"{shown} returned {got!r}, expected [] (an empty list)")
-
-
-@pytest.mark.parametrize("case", range(5))
-def test_redundant_biases_matches_the_rule_on_random_layer_lists(topic, modules, gen, case):
-    length = int(torch.randint(2, 12, (), generator=gen))
-    spec = "".join("LlBT"[int(k)] for k in torch.randint(0, 4, (length,), generator=gen))
-    layers = build(modules, gen, spec)
-    biases = [getattr(layer, "bias", None) for layer in layers]
-    got, shown = find(topic, layers, spec)
-    expect_indices(got, spec, shown)
-    expect(all(same_object(getattr(layer, "bias", None), b) for layer, b in zip(layers, biases)),
-           f"{shown} changed a layer's bias: redundant_biases only finds them; drop_redundant_biases removes them")
 
 
 # ---------------------------------------------------------------- drop_redundant_biases
@@ -134,6 +106,39 @@ def lecture_deep_net(modules, gen):
         layers += [modules.Tanh()] if fan_out != 27 else []
         fan_in = fan_out
     return layers
+
+
+# ---------------------------------------------------------------- tests, in lesson order
+@pytest.mark.parametrize("spec", ["", "L", "B", "T", "LT"])
+def test_redundant_biases_returns_an_empty_list_when_nothing_is_redundant(topic, modules, gen, spec):
+    got, shown = find(topic, build(modules, gen, spec), spec)
+    expect(got == [] and type(got) is list, f"{shown} returned {got!r}, expected [] (an empty list)")
+
+
+def test_redundant_biases_finds_every_linear_before_batchnorm_in_the_lecture_deep_net(topic, modules, gen):
+    spec = "LBT" * 5 + "LB"  # the deep net built with the default bias=True
+    got, shown = find(topic, build(modules, gen, spec), spec)
+    expect_indices(got, spec, shown)
+    expect(got == [0, 3, 6, 9, 12, 15], f"{shown} returned {got}, expected [0, 3, 6, 9, 12, 15]")
+
+
+@pytest.mark.parametrize("spec", [pytest.param(spec, id=f"{what}:{spec}") for what, specs in CASES.items()
+                                  for spec in specs])
+def test_redundant_biases_finds_exactly_the_linears_with_a_bias_right_before_a_batchnorm(topic, modules, gen, spec):
+    got, shown = find(topic, build(modules, gen, spec), spec)
+    expect_indices(got, spec, shown)
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_redundant_biases_matches_the_rule_on_random_layer_lists(topic, modules, gen, case):
+    length = int(torch.randint(2, 12, (), generator=gen))
+    spec = "".join("LlBT"[int(k)] for k in torch.randint(0, 4, (length,), generator=gen))
+    layers = build(modules, gen, spec)
+    biases = [getattr(layer, "bias", None) for layer in layers]
+    got, shown = find(topic, layers, spec)
+    expect_indices(got, spec, shown)
+    expect(all(same_object(getattr(layer, "bias", None), b) for layer, b in zip(layers, biases)),
+           f"{shown} changed a layer's bias: redundant_biases only finds them; drop_redundant_biases removes them")
 
 
 def test_drop_redundant_biases_removes_527_scalars_from_the_lecture_deep_net(topic, modules, gen):
@@ -200,7 +205,6 @@ def test_drop_redundant_biases_is_idempotent(topic, modules, gen):
            f"calling {shown} a second time returned {second!r}, expected 0: the first call already removed them")
 
 
-# ---------------------------------------------------------------- the lecture's reason
 def test_redundant_biases_are_exactly_those_whose_gradient_is_zero(topic, modules, gen):
     spec = "LBTLTLB"
     with float64_default():

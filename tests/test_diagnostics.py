@@ -1,5 +1,9 @@
 """Topic 9, diagnostics: activation_stats and grad_to_data_ratio against formulas written here, in
-float64, plus the properties that define them. Run: pytest -m diagnostics"""
+float64, plus the properties that define them. Run: pytest -m diagnostics
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import math
 
 import pytest
@@ -9,6 +13,8 @@ from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_flo
                           expect_like, inputs_unchanged, type_name)
 
 pytestmark = pytest.mark.diagnostics
+
+
 KEYS = {"mean", "std", "saturated"}
 
 
@@ -35,6 +41,23 @@ def stats_of_value(out, shown):
     return out
 
 
+def weight_and_grad(gen, fan_in, fan_out):
+    """A weight with a non-zero mean and a gradient with its own offset, as after a few steps
+    (a mean or a norm in place of the std gives a different number)."""
+    param = 0.3 * torch.randn(fan_in, fan_out, generator=gen, dtype=torch.float64) + 0.2
+    grad = 0.01 * torch.randn(fan_in, fan_out, generator=gen, dtype=torch.float64) + 0.004
+    return param, grad
+
+
+# ---------------------------------------------------------------- tests, in lesson order
+def test_activation_stats_returns_plain_floats_for_a_tensor_with_a_graph(topic, gen):
+    x = torch.randn(16, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    t = torch.tanh(2 * x + 0.3)  # a tensor with a graph, as a layer's .out is in the lecture
+    shown = call("activation_stats", ("t", t))
+    out = stats_of(topic, t, shown)  # type(value) is float: no tensor and no graph kept alive
+    expect_close(out["std"], t.detach().std().item(), call=shown, what="gave std", **TOL)
+
+
 @pytest.mark.parametrize("shape", [(32, 200), (7, 3, 5), (50,), (2, 9)])
 def test_activation_stats_matches_mean_std_and_fraction_beyond_threshold(topic, gen, shape):
     t = tanh_layer(gen, *shape)
@@ -46,6 +69,16 @@ def test_activation_stats_matches_mean_std_and_fraction_beyond_threshold(topic, 
                  why="t.std() over all elements, unbiased (divide by n - 1) as torch and the lecture do")
     expect_close(out["saturated"], (t.abs() > 0.97).double().mean().item(), call=shown, what="gave saturated",
                  why="the fraction of elements with |t| > 0.97 (the default threshold)", **TOL)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_grad_to_data_ratio_matches_grad_std_over_param_std(topic, gen, case):
+    fan_in = int(torch.randint(2, 40, (), generator=gen))
+    fan_out = int(torch.randint(2, 40, (), generator=gen))
+    param, grad = weight_and_grad(gen, fan_in, fan_out)
+    shown = call("grad_to_data_ratio", ("param", param), ("grad", grad))
+    expect_close(topic.grad_to_data_ratio(param, grad), (grad.std() / param.std()).item(), call=shown, **TOL,
+                 why="grad.std() / param.std(): how big the gradient is next to the values it updates")
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.9, 0.99])
@@ -86,41 +119,6 @@ def test_activation_stats_saturation_of_tanh_of_gaussian_matches_the_normal_tail
            f"{shown} gave mean {out['mean']:.4g}: tanh of zero-mean data averages to about 0")
 
 
-def test_activation_stats_returns_plain_floats_for_a_tensor_with_a_graph(topic, gen):
-    x = torch.randn(16, 8, generator=gen, dtype=torch.float64, requires_grad=True)
-    t = torch.tanh(2 * x + 0.3)  # a tensor with a graph, as a layer's .out is in the lecture
-    shown = call("activation_stats", ("t", t))
-    out = stats_of(topic, t, shown)  # type(value) is float: no tensor and no graph kept alive
-    expect_close(out["std"], t.detach().std().item(), call=shown, what="gave std", **TOL)
-
-
-def test_activation_stats_leaves_its_input_unchanged(topic, gen):
-    t = tanh_layer(gen, 12, 10, spread=2.5)
-    shown = call("activation_stats", ("t", t))
-    expected = (t.abs() > 0.97).double().mean().item()
-    with inputs_unchanged(shown, t=t):
-        out = stats_of(topic, t, shown)
-    expect_close(out["saturated"], expected, call=shown, what="gave saturated", **TOL)
-
-
-def weight_and_grad(gen, fan_in, fan_out):
-    """A weight with a non-zero mean and a gradient with its own offset, as after a few steps
-    (a mean or a norm in place of the std gives a different number)."""
-    param = 0.3 * torch.randn(fan_in, fan_out, generator=gen, dtype=torch.float64) + 0.2
-    grad = 0.01 * torch.randn(fan_in, fan_out, generator=gen, dtype=torch.float64) + 0.004
-    return param, grad
-
-
-@pytest.mark.parametrize("case", range(4))
-def test_grad_to_data_ratio_matches_grad_std_over_param_std(topic, gen, case):
-    fan_in = int(torch.randint(2, 40, (), generator=gen))
-    fan_out = int(torch.randint(2, 40, (), generator=gen))
-    param, grad = weight_and_grad(gen, fan_in, fan_out)
-    shown = call("grad_to_data_ratio", ("param", param), ("grad", grad))
-    expect_close(topic.grad_to_data_ratio(param, grad), (grad.std() / param.std()).item(), call=shown, **TOL,
-                 why="grad.std() / param.std(): how big the gradient is next to the values it updates")
-
-
 def test_grad_to_data_ratio_ignores_a_shift_and_scales_with_the_gradient(topic, gen):
     param, grad = weight_and_grad(gen, 20, 7)
     base = topic.grad_to_data_ratio(param, grad)
@@ -134,15 +132,13 @@ def test_grad_to_data_ratio_ignores_a_shift_and_scales_with_the_gradient(topic, 
                  why="a gradient three times larger gives a ratio three times larger")
 
 
-def test_grad_to_data_ratio_uses_the_grad_argument_and_leaves_inputs_unchanged(topic, gen):
-    param, grad = weight_and_grad(gen, 10, 27)
-    param.requires_grad_()
-    param.grad = torch.randn(10, 27, generator=gen, dtype=torch.float64)  # a stale .grad that must not be read
-    shown = call("grad_to_data_ratio", ("param", param), ("grad", grad))
-    with inputs_unchanged(shown, param=param, grad=grad, param_grad=param.grad):
-        out = topic.grad_to_data_ratio(param, grad)
-    expect_close(out, (grad.std() / param.detach().std()).item(), call=shown, **TOL,
-                 why="use the grad passed in (param.grad may be stale or None); the answer is a plain float")
+def test_activation_stats_leaves_its_input_unchanged(topic, gen):
+    t = tanh_layer(gen, 12, 10, spread=2.5)
+    shown = call("activation_stats", ("t", t))
+    expected = (t.abs() > 0.97).double().mean().item()
+    with inputs_unchanged(shown, t=t):
+        out = stats_of(topic, t, shown)
+    expect_close(out["saturated"], expected, call=shown, what="gave saturated", **TOL)
 
 
 def test_activation_stats_keeps_float64_in_float64(topic, gen):
@@ -158,6 +154,17 @@ def test_activation_stats_leaves_grad_mode_and_default_dtype_as_found(topic, gen
     t = tanh_layer(gen, 6, 5)
     shown = call("activation_stats", ("t", t))
     expect_global_state_kept(lambda: topic.activation_stats(t), shown, lambda out: stats_of_value(out, shown))
+
+
+def test_grad_to_data_ratio_uses_the_grad_argument_and_leaves_inputs_unchanged(topic, gen):
+    param, grad = weight_and_grad(gen, 10, 27)
+    param.requires_grad_()
+    param.grad = torch.randn(10, 27, generator=gen, dtype=torch.float64)  # a stale .grad that must not be read
+    shown = call("grad_to_data_ratio", ("param", param), ("grad", grad))
+    with inputs_unchanged(shown, param=param, grad=grad, param_grad=param.grad):
+        out = topic.grad_to_data_ratio(param, grad)
+    expect_close(out, (grad.std() / param.detach().std()).item(), call=shown, **TOL,
+                 why="use the grad passed in (param.grad may be stale or None); the answer is a plain float")
 
 
 def test_grad_to_data_ratio_leaves_grad_mode_and_default_dtype_as_found(topic, gen):

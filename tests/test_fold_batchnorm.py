@@ -1,11 +1,15 @@
 """Topic 12 (exercise E02), fold_batchnorm: the folded Linear against torch's eval-mode batch norm
 (F.batch_norm with training=False, nn.BatchNorm1d in eval) in float64, plus the properties that
-define the fold. Run: pytest -m fold_batchnorm"""
+define the fold. Run: pytest -m fold_batchnorm
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_like, expect_global_state_kept,
+from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_global_state_kept, expect_like,
                           expect_new_tensor, expect_no_shortcut_source, expect_tensor, fail, inputs_unchanged,
                           type_name)
 
@@ -71,6 +75,19 @@ def bn_eval(h, rm, rv, gamma, beta, eps):
     return F.batch_norm(h, rm, rv, gamma, beta, training=False, eps=eps)
 
 
+# ---------------------------------------------------------------- tests, in lesson order
+def test_fold_batchnorm_keeps_a_zero_variance_feature_finite_with_eps_inside_the_sqrt(topic, gen):
+    W, b, rm, rv, gamma, beta = layer(gen, 6, 4)
+    rv[1] = 0.0  # a feature that never varied: only eps keeps 1 / sqrt(var + eps) finite
+    shown = shown_call(W, b, rm, rv, gamma, beta, 1e-3)
+    W2, b2 = fold(topic, shown, W, b, rm, rv, gamma, beta, 1e-3)
+    expect(bool(torch.isfinite(W2).all() and torch.isfinite(b2).all()),
+           f"{shown} gave inf or nan for feature 1, whose running_var is 0: divide by sqrt(running_var + eps), "
+           "with eps inside the square root")
+    expect_close(W2[:, 1], W[:, 1] * gamma[1] / 1e-3**0.5, call=shown, what="gave column 1 of W'", **TOL,
+                 why="with running_var 0 the scale is gamma / sqrt(eps)")
+
+
 @pytest.mark.parametrize("case", range(6))
 def test_fold_batchnorm_matches_eval_mode_batch_norm_after_the_linear_layer(topic, gen, case):
     fan_in = int(torch.randint(2, 20, (), generator=gen))
@@ -110,18 +127,6 @@ def test_fold_batchnorm_without_a_bias_treats_it_as_zeros(topic, gen):
                  why="b=None and b=zeros describe the same layer")
 
 
-def test_fold_batchnorm_keeps_a_zero_variance_feature_finite_with_eps_inside_the_sqrt(topic, gen):
-    W, b, rm, rv, gamma, beta = layer(gen, 6, 4)
-    rv[1] = 0.0  # a feature that never varied: only eps keeps 1 / sqrt(var + eps) finite
-    shown = shown_call(W, b, rm, rv, gamma, beta, 1e-3)
-    W2, b2 = fold(topic, shown, W, b, rm, rv, gamma, beta, 1e-3)
-    expect(bool(torch.isfinite(W2).all() and torch.isfinite(b2).all()),
-           f"{shown} gave inf or nan for feature 1, whose running_var is 0: divide by sqrt(running_var + eps), "
-           "with eps inside the square root")
-    expect_close(W2[:, 1], W[:, 1] * gamma[1] / 1e-3**0.5, call=shown, what="gave column 1 of W'", **TOL,
-                 why="with running_var 0 the scale is gamma / sqrt(eps)")
-
-
 def test_fold_batchnorm_matches_torch_linear_and_batchnorm1d_in_eval_mode(topic, gen):
     net = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.BatchNorm1d(16)).double()
     with torch.no_grad():
@@ -144,18 +149,6 @@ def test_fold_batchnorm_matches_torch_linear_and_batchnorm1d_in_eval_mode(topic,
         expected = net(x)
     expect_close(x @ W2 + b2, expected, call=shown, what="folded: x @ W' + b' gave", **TOL,
                  why="one Linear layer must do what nn.Linear followed by nn.BatchNorm1d in eval mode does")
-
-
-def test_fold_batchnorm_leaves_inputs_unchanged_and_returns_new_tensors(topic, gen):
-    W, b, rm, rv, gamma, beta = layer(gen, 9, 5)
-    x = torch.randn(4, 9, generator=gen, dtype=torch.float64)
-    expected = bn_eval(x @ W + b, rm, rv, gamma, beta, 1e-5)
-    shown = shown_call(W, b, rm, rv, gamma, beta, 1e-5)
-    with inputs_unchanged(shown, W=W, b=b, running_mean=rm, running_var=rv, gamma=gamma, beta=beta):
-        W2, b2 = fold(topic, shown, W, b, rm, rv, gamma, beta, 1e-5)
-    expect_close(x @ W2 + b2, expected, call=shown, what="folded: x @ W' + b' gave", **TOL)
-    expect_new_tensor(W2, shown, W=W)
-    expect_new_tensor(b2, shown, b=b, running_mean=rm, beta=beta)
 
 
 def test_fold_batchnorm_with_the_identity_batch_norm_returns_the_layer_itself(topic, gen):
@@ -181,6 +174,18 @@ def test_fold_batchnorm_default_eps_is_1e_5(topic, gen):
     h = x @ W + b  # (4, 5)
     expect_close(x @ W2 + b2, bn_eval(h, rm, rv, gamma, beta, 1e-5), call=shown, what="folded: x @ W' + b' gave", **TOL,
                  why="without an eps argument, eps is 1e-5, as batch norm's")
+
+
+def test_fold_batchnorm_leaves_inputs_unchanged_and_returns_new_tensors(topic, gen):
+    W, b, rm, rv, gamma, beta = layer(gen, 9, 5)
+    x = torch.randn(4, 9, generator=gen, dtype=torch.float64)
+    expected = bn_eval(x @ W + b, rm, rv, gamma, beta, 1e-5)
+    shown = shown_call(W, b, rm, rv, gamma, beta, 1e-5)
+    with inputs_unchanged(shown, W=W, b=b, running_mean=rm, running_var=rv, gamma=gamma, beta=beta):
+        W2, b2 = fold(topic, shown, W, b, rm, rv, gamma, beta, 1e-5)
+    expect_close(x @ W2 + b2, expected, call=shown, what="folded: x @ W' + b' gave", **TOL)
+    expect_new_tensor(W2, shown, W=W)
+    expect_new_tensor(b2, shown, b=b, running_mean=rm, beta=beta)
 
 
 def test_fold_batchnorm_computes_without_torch_batch_norm(topic, impl, gen):

@@ -1,6 +1,10 @@
 """Topic 4, kaiming: gain against torch.nn.init.calculate_gain, kaiming_std against gain / sqrt(fan_in),
 kaiming_normal's shape, scale, distribution and generator, and the lecture's deep tanh stack.
-Run: pytest -m kaiming"""
+Run: pytest -m kaiming
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import math
 
 import pytest
@@ -11,7 +15,10 @@ from kata.testing import (F64_TOL as TOL, KataFailure, call, expect, expect_clos
 
 pytestmark = pytest.mark.kaiming
 
+
 FIVE_THIRDS = 5 / 3
+
+
 TOL_STACK = 0.06  # activation std per tanh layer, see the deep-stack test
 
 
@@ -44,20 +51,46 @@ GAIN_CASES = [("linear", None), ("sigmoid", None), ("tanh", None), ("relu", None
               ("leaky_relu", "random")]
 
 
-@pytest.mark.parametrize("nonlinearity, param", GAIN_CASES)
-def test_gain_matches_torch_calculate_gain(learner, gen, nonlinearity, param):
-    if param == "random":
-        param = 0.05 + 2 * float(torch.rand((), generator=gen))  # slopes from 0.05 to 2.05
-    expected = torch_gain(nonlinearity, param)
-    shown = call("gain", ("nonlinearity", nonlinearity), **({} if param is None else {"param": param}))
-    try:
-        out = learner.gain(nonlinearity, param)
-    except ValueError as e:
-        fail(f"{shown} raised ValueError({safe_repr(str(e))}), expected {expected:.10g}: {nonlinearity!r} is one of "
-             "the six names the kata knows (linear, sigmoid, tanh, relu, leaky_relu, selu)")
-    out = expect_float_gain(out, shown)
-    expect_close(out, expected, call=shown, what="returned",
-                 why=f"torch.nn.init.calculate_gain({nonlinearity!r}, {param!r}) = {expected:.10g}", **TOL)
+def expect_sample_std(out, expected: float, shown: str) -> None:
+    """The sample std of the n weights is within 6 standard errors of `expected`."""
+    n = out.numel()
+    band = 6 / math.sqrt(2 * n)  # std error of a normal sample std is sigma / sqrt(2n); we allow 6 of them
+    s = out.detach().double().std().item()
+    if abs(s / expected - 1) <= band:
+        return
+    message = (f"{shown} has sample std {s:.5g}, expected {expected:.5g} (+-{100 * band:.1f}%, 6 standard errors "
+               f"for {n} weights)")
+    fail(message + ": draw torch.randn(fan_in, fan_out) and multiply by gain / sqrt(fan_in)")
+
+
+def mean_field_stds(g: float, layers: int) -> list[float]:
+    """Std of each tanh layer's output in an infinitely wide stack fed unit-variance input, weights
+    N(0, g**2 / fan_in): q' = E[tanh(g * sqrt(q) * z)**2] with z ~ N(0, 1), integrated on a fine grid."""
+    z = torch.linspace(-12, 12, 4801, dtype=torch.float64)
+    w = torch.exp(-z**2 / 2)
+    w = w / w.sum()  # normal weights on the grid
+    q, stds = 1.0, []
+    for _ in range(layers):
+        q = float((w * torch.tanh(g * math.sqrt(q) * z) ** 2).sum())
+        stds.append(math.sqrt(q))
+    return stds
+
+
+# ---------------------------------------------------------------- tests, in lesson order
+@pytest.mark.parametrize("size", [(30, 200), (200, 27), "random"])
+def test_kaiming_normal_has_shape_fan_in_by_fan_out(learner, gen, size):
+    if size == "random":
+        fan_in, fan_out = (int(v) for v in torch.randperm(300, generator=gen)[:2] + 1)  # distinct: no square
+    else:
+        fan_in, fan_out = size
+    shown = shown_with_generator(call("kaiming_normal", ("fan_in", fan_in), ("fan_out", fan_out)), "g")
+    out = expect_tensor(learner.kaiming_normal(fan_in, fan_out, generator=gen), shown)
+    expect(tuple(out.shape) != (fan_out, fan_in),
+           f"{shown} returned shape {tuple(out.shape)}, expected ({fan_in}, {fan_out}): that is nn.Linear's "
+           "(fan_out, fan_in) layout; the lecture's W is (fan_in, fan_out), used as x @ W")
+    expect_tensor(out, shown, shape=(fan_in, fan_out))
+    expect(out.is_floating_point() and bool(torch.isfinite(out).all()),
+           f"{shown} returned {fmt(out)}: expected finite floating-point weights")
 
 
 def test_gain_of_tanh_is_exactly_five_thirds(learner):
@@ -72,6 +105,38 @@ def test_gain_of_tanh_is_exactly_five_thirds(learner):
              "but the gain is 5/3 (see kata/notes/kaiming.md, question 7)")
     expect_close(out, FIVE_THIRDS, call=shown, what="returned", **TOL,
                  why="the lecture multiplies W1 by 5/3 / sqrt(fan_in): tanh squashes, so it needs a gain above 1")
+
+
+@pytest.mark.parametrize("fan_in, fan_out, nonlinearity", [(30, 200, "tanh"), (200, 27, "tanh"), (300, 64, "relu"),
+                                                           (64, 400, "linear"), (50, 120, "leaky_relu")])
+def test_kaiming_normal_std_matches_gain_over_sqrt_fan_in(learner, gen, fan_in, fan_out, nonlinearity):
+    g = torch_gain(nonlinearity)
+    shown = shown_with_generator(call("kaiming_normal", ("fan_in", fan_in), ("fan_out", fan_out),
+                                      nonlinearity=nonlinearity), "g")
+    out = expect_tensor(learner.kaiming_normal(fan_in, fan_out, nonlinearity=nonlinearity, generator=gen), shown,
+                        shape=(fan_in, fan_out))
+    expected = g / math.sqrt(fan_in)
+    expect_sample_std(out, expected, shown)
+    n, mean = out.numel(), out.detach().double().mean().item()
+    expect(abs(mean) <= 6 * expected / math.sqrt(n),  # std error of a sample mean is sigma / sqrt(n); 6 of them
+           f"{shown} has sample mean {mean:.4g}, expected 0 (+-{6 * expected / math.sqrt(n):.2g}): the weights must "
+           "be centred on 0; torch.rand draws from [0, 1), torch.randn from N(0, 1)")
+
+
+@pytest.mark.parametrize("nonlinearity, param", GAIN_CASES)
+def test_gain_matches_torch_calculate_gain(learner, gen, nonlinearity, param):
+    if param == "random":
+        param = 0.05 + 2 * float(torch.rand((), generator=gen))  # slopes from 0.05 to 2.05
+    expected = torch_gain(nonlinearity, param)
+    shown = call("gain", ("nonlinearity", nonlinearity), **({} if param is None else {"param": param}))
+    try:
+        out = learner.gain(nonlinearity, param)
+    except ValueError as e:
+        fail(f"{shown} raised ValueError({safe_repr(str(e))}), expected {expected:.10g}: {nonlinearity!r} is one of "
+             "the six names the kata knows (linear, sigmoid, tanh, relu, leaky_relu, selu)")
+    out = expect_float_gain(out, shown)
+    expect_close(out, expected, call=shown, what="returned",
+                 why=f"torch.nn.init.calculate_gain({nonlinearity!r}, {param!r}) = {expected:.10g}", **TOL)
 
 
 @pytest.mark.parametrize("name", ["conv2d", "conv_transpose1d", "gelu", "Tanh", "", "identity"])
@@ -104,13 +169,6 @@ def test_gain_default_leaky_relu_slope_is_0_01(learner):
                  why=f"torch.nn.init.calculate_gain('leaky_relu') = {expected:.10g}")
 
 
-def test_gain_leaves_grad_mode_and_default_dtype_as_found(learner):
-    shown = call("gain", ("nonlinearity", "tanh"))
-    expect_global_state_kept(lambda: learner.gain("tanh"), shown,
-                             lambda out: expect_float_gain(out, shown))
-
-
-# ---------------------------------------------------------------- kaiming_std
 @pytest.mark.parametrize("nonlinearity", ["tanh", "linear", "relu", "selu", "leaky_relu"])
 def test_kaiming_std_is_gain_over_sqrt_fan_in(learner, gen, nonlinearity):
     fan_in = int(torch.randint(2, 1001, (), generator=gen))  # not 1: sqrt(1) = 1 hides a missing sqrt
@@ -126,57 +184,6 @@ def test_kaiming_std_defaults_to_tanh_and_gives_the_lecture_w1_scale(learner):
     expected = FIVE_THIRDS / math.sqrt(30)  # 0.3043, the lecture's W1 scale (fan_in = 3 * 10)
     expect_close(learner.kaiming_std(30), expected, call=shown, what="returned", **TOL,
                  why="the lecture's W1 is scaled by (5/3) / sqrt(30) = 0.3043")
-
-
-def test_kaiming_std_leaves_grad_mode_and_default_dtype_as_found(learner):
-    shown = call("kaiming_std", ("fan_in", 30))
-    expect_global_state_kept(lambda: learner.kaiming_std(30), shown,
-                             lambda out: expect_like(out, FIVE_THIRDS, shown))
-
-
-# ---------------------------------------------------------------- kaiming_normal
-@pytest.mark.parametrize("size", [(30, 200), (200, 27), "random"])
-def test_kaiming_normal_has_shape_fan_in_by_fan_out(learner, gen, size):
-    if size == "random":
-        fan_in, fan_out = (int(v) for v in torch.randperm(300, generator=gen)[:2] + 1)  # distinct: no square
-    else:
-        fan_in, fan_out = size
-    shown = shown_with_generator(call("kaiming_normal", ("fan_in", fan_in), ("fan_out", fan_out)), "g")
-    out = expect_tensor(learner.kaiming_normal(fan_in, fan_out, generator=gen), shown)
-    expect(tuple(out.shape) != (fan_out, fan_in),
-           f"{shown} returned shape {tuple(out.shape)}, expected ({fan_in}, {fan_out}): that is nn.Linear's "
-           "(fan_out, fan_in) layout; the lecture's W is (fan_in, fan_out), used as x @ W")
-    expect_tensor(out, shown, shape=(fan_in, fan_out))
-    expect(out.is_floating_point() and bool(torch.isfinite(out).all()),
-           f"{shown} returned {fmt(out)}: expected finite floating-point weights")
-
-
-def expect_sample_std(out, expected: float, shown: str) -> None:
-    """The sample std of the n weights is within 6 standard errors of `expected`."""
-    n = out.numel()
-    band = 6 / math.sqrt(2 * n)  # std error of a normal sample std is sigma / sqrt(2n); we allow 6 of them
-    s = out.detach().double().std().item()
-    if abs(s / expected - 1) <= band:
-        return
-    message = (f"{shown} has sample std {s:.5g}, expected {expected:.5g} (+-{100 * band:.1f}%, 6 standard errors "
-               f"for {n} weights)")
-    fail(message + ": draw torch.randn(fan_in, fan_out) and multiply by gain / sqrt(fan_in)")
-
-
-@pytest.mark.parametrize("fan_in, fan_out, nonlinearity", [(30, 200, "tanh"), (200, 27, "tanh"), (300, 64, "relu"),
-                                                           (64, 400, "linear"), (50, 120, "leaky_relu")])
-def test_kaiming_normal_std_matches_gain_over_sqrt_fan_in(learner, gen, fan_in, fan_out, nonlinearity):
-    g = torch_gain(nonlinearity)
-    shown = shown_with_generator(call("kaiming_normal", ("fan_in", fan_in), ("fan_out", fan_out),
-                                      nonlinearity=nonlinearity), "g")
-    out = expect_tensor(learner.kaiming_normal(fan_in, fan_out, nonlinearity=nonlinearity, generator=gen), shown,
-                        shape=(fan_in, fan_out))
-    expected = g / math.sqrt(fan_in)
-    expect_sample_std(out, expected, shown)
-    n, mean = out.numel(), out.detach().double().mean().item()
-    expect(abs(mean) <= 6 * expected / math.sqrt(n),  # std error of a sample mean is sigma / sqrt(n); 6 of them
-           f"{shown} has sample mean {mean:.4g}, expected 0 (+-{6 * expected / math.sqrt(n):.2g}): the weights must "
-           "be centred on 0; torch.rand draws from [0, 1), torch.randn from N(0, 1)")
 
 
 def test_kaiming_normal_is_gaussian_not_uniform(learner, gen):
@@ -237,27 +244,6 @@ def test_kaiming_normal_default_nonlinearity_is_tanh(learner, gen):
     expect_sample_std(out, FIVE_THIRDS / math.sqrt(40), shown)
 
 
-def test_kaiming_normal_leaves_global_state_and_the_global_rng_as_found(learner, gen):
-    shown = shown_with_generator(call("kaiming_normal", ("fan_in", 10), ("fan_out", 20)), "g")
-    # the weights follow the default dtype; 200 draws: their std is within 6 standard errors (1/sqrt(400))
-    expect_global_state_kept(lambda: learner.kaiming_normal(10, 20, generator=gen), shown,
-                             lambda out: expect_tensor(out, shown, shape=(10, 20), dtype=torch.get_default_dtype()))
-    expect_global_rng_untouched(lambda: learner.kaiming_normal(10, 20, generator=gen), shown, gen)
-
-
-def mean_field_stds(g: float, layers: int) -> list[float]:
-    """Std of each tanh layer's output in an infinitely wide stack fed unit-variance input, weights
-    N(0, g**2 / fan_in): q' = E[tanh(g * sqrt(q) * z)**2] with z ~ N(0, 1), integrated on a fine grid."""
-    z = torch.linspace(-12, 12, 4801, dtype=torch.float64)
-    w = torch.exp(-z**2 / 2)
-    w = w / w.sum()  # normal weights on the grid
-    q, stds = 1.0, []
-    for _ in range(layers):
-        q = float((w * torch.tanh(g * math.sqrt(q) * z) ** 2).sum())
-        stds.append(math.sqrt(q))
-    return stds
-
-
 def test_kaiming_normal_keeps_a_deep_tanh_stack_in_a_band_while_gain_one_shrinks_it(learner, gen):
     layers, width, rows = 10, 100, 200  # float32 and 200 rows: small enough to stay single-threaded and fast
     x = torch.randn(rows, width, generator=gen)
@@ -292,6 +278,12 @@ def test_kaiming_normal_keeps_a_deep_tanh_stack_in_a_band_while_gain_one_shrinks
            "with gain 1 tanh squashes every layer a little more (the lecture's 0.62 -> 0.32)")
 
 
+def test_gain_leaves_grad_mode_and_default_dtype_as_found(learner):
+    shown = call("gain", ("nonlinearity", "tanh"))
+    expect_global_state_kept(lambda: learner.gain("tanh"), shown,
+                             lambda out: expect_float_gain(out, shown))
+
+
 def test_gain_and_kaiming_normal_compute_without_torch_nn_init(learner, impl, gen):
     expected_std = torch_gain("relu") / math.sqrt(300)
     shown = shown_with_generator(call("kaiming_normal", ("fan_in", 300), ("fan_out", 64), nonlinearity="relu"), "g")
@@ -299,3 +291,17 @@ def test_gain_and_kaiming_normal_compute_without_torch_nn_init(learner, impl, ge
     expect_sample_std(out, expected_std, shown)  # runs with nn.init blocked
     expect_close(learner.gain("tanh"), FIVE_THIRDS, call=call("gain", ("nonlinearity", "tanh")), **TOL)
     expect_no_shortcut_source(impl, "kaiming")
+
+
+def test_kaiming_std_leaves_grad_mode_and_default_dtype_as_found(learner):
+    shown = call("kaiming_std", ("fan_in", 30))
+    expect_global_state_kept(lambda: learner.kaiming_std(30), shown,
+                             lambda out: expect_like(out, FIVE_THIRDS, shown))
+
+
+def test_kaiming_normal_leaves_global_state_and_the_global_rng_as_found(learner, gen):
+    shown = shown_with_generator(call("kaiming_normal", ("fan_in", 10), ("fan_out", 20)), "g")
+    # the weights follow the default dtype; 200 draws: their std is within 6 standard errors (1/sqrt(400))
+    expect_global_state_kept(lambda: learner.kaiming_normal(10, 20, generator=gen), shown,
+                             lambda out: expect_tensor(out, shown, shape=(10, 20), dtype=torch.get_default_dtype()))
+    expect_global_rng_untouched(lambda: learner.kaiming_normal(10, 20, generator=gen), shown, gen)

@@ -1,5 +1,9 @@
 """Topic 7, modules: the lecture's Linear, BatchNorm1d and Tanh classes, checked against formulas
-written here and against torch.nn.BatchNorm1d step by step in float64. Run: pytest -m modules"""
+written here and against torch.nn.BatchNorm1d step by step in float64. Run: pytest -m modules
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import math
 
 import pytest
@@ -13,6 +17,7 @@ from kata.testing import (F64_TOL as TOL, call, default_dtype, expect, expect_cl
                           type_name, vjp)
 
 pytestmark = pytest.mark.modules
+
 
 F64 = torch.float64
 
@@ -66,7 +71,21 @@ def stat(t, dim, shown, name):
     return t.detach().reshape(-1)  # (dim,)
 
 
-# ---------------------------------------------------------------- Linear
+def deep_net(modules, gen, batchnorm):
+    """The lecture's deep net: n_embd 10, block 3, n_hidden 100, vocab 27."""
+    hidden = [100] * 5
+    layers, fan_in = [], 30
+    for fan_out in hidden + [27]:
+        layers.append(modules.Linear(fan_in, fan_out, bias=not batchnorm, generator=gen))
+        if batchnorm:
+            layers.append(modules.BatchNorm1d(fan_out))
+        if fan_out != 27:
+            layers.append(modules.Tanh())
+        fan_in = fan_out
+    return layers
+
+
+# ---------------------------------------------------------------- tests, in lesson order
 @pytest.mark.parametrize("fan_in, fan_out", [(7, 3), (3, 11), (30, 100)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear_init_weight_is_fan_in_by_fan_out_and_bias_is_zeros_or_none(modules, gen, fan_in, fan_out, bias):
@@ -85,6 +104,47 @@ def test_linear_init_weight_is_fan_in_by_fan_out_and_bias_is_zeros_or_none(modul
     got = expect_tensor(layer.bias, f"{shown}.bias", shape=(fan_out,))
     expect(bool((got == 0).all()), f"{shown}.bias is {got.tolist()[:4]}..., expected zeros({fan_out}): the "
                                    "lecture's Linear starts its bias at zero (only the weight is random)")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_parameters_are_the_layer_own_tensors(modules, gen, bias):
+    with float64_default():
+        layer = modules.Linear(5, 4, bias=bias, generator=gen)
+    shown = call(f"Linear(5, 4, bias={bias}).parameters")
+    params = layer.parameters()
+    expect(isinstance(params, list), f"{shown} returned {type_name(params)}, expected a list")
+    mine = [layer.weight] + ([layer.bias] if bias else [])
+    expect(all(p is not None for p in params),
+           f"{shown} returned a list with None in it: with bias=False the parameters are [weight] only, so "
+           "sum(p.nelement() for p in parameters) works")
+    expect(len(params) == len(mine) and all(same_object(p, q) for p, q in zip(params, mine)),
+           f"{shown} returned {len(params)} tensors, expected {'[weight, bias]' if bias else '[weight]'}, "
+           "the layer's own tensors (not copies), so that an update of the parameters updates the layer")
+    x = torch.randn(3, 5, generator=gen, dtype=F64)
+    steps = [torch.randn(p.shape, generator=gen, dtype=F64) for p in params]
+    probe("step_parameters", layer, steps)  # what the training loop does, p.data += -lr * p.grad, there
+    params = [p.detach() + step for p, step in zip(params, steps)]
+    expected = x @ params[0] + (params[1] if bias else 0)  # (3, 4)
+    expect_close(layer(x), expected, call=f"Linear(5, 4, bias={bias})(x) after updating its parameters()",
+                 what="returned", **TOL, why="the update made through parameters() must change the layer")
+
+
+def test_batchnorm1d_parameters_are_gamma_and_beta(modules, gen):
+    with float64_default():
+        bn = modules.BatchNorm1d(3)
+    shown = call("BatchNorm1d(3).parameters")
+    params = bn.parameters()
+    expect(isinstance(params, list) and len(params) == 2 and same_object(params[0], bn.gamma)
+           and same_object(params[1], bn.beta),
+           f"{shown} returned {type_name(params)} of {len(params) if isinstance(params, list) else '?'}, "
+           "expected [gamma, beta], the module's own tensors in that order (running_mean and running_var are "
+           "buffers, not parameters: they are not trained by gradient descent)")
+    x = draw(gen, 4, 3)
+    steps = [torch.randn(3, generator=gen, dtype=F64) for _ in params]
+    probe("step_parameters", bn, steps)  # what the training loop does, there
+    expected = F.batch_norm(x, None, None, params[0] + steps[0], params[1] + steps[1], training=True)
+    expect_close(bn(x), expected, call="BatchNorm1d(3)(x) after updating its parameters()",
+                 what="returned", **TOL, why="the update made through parameters() must change the module")
 
 
 @pytest.mark.parametrize("fan_in, fan_out", [(400, 25), (30, 300)])
@@ -141,50 +201,39 @@ def test_linear_call_is_x_at_weight_plus_bias_and_stored_in_out(modules, gen, n,
            "it, so the diagnostics can read every layer's activations")
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_linear_parameters_are_the_layer_own_tensors(modules, gen, bias):
-    with float64_default():
-        layer = modules.Linear(5, 4, bias=bias, generator=gen)
-    shown = call(f"Linear(5, 4, bias={bias}).parameters")
-    params = layer.parameters()
-    expect(isinstance(params, list), f"{shown} returned {type_name(params)}, expected a list")
-    mine = [layer.weight] + ([layer.bias] if bias else [])
-    expect(all(p is not None for p in params),
-           f"{shown} returned a list with None in it: with bias=False the parameters are [weight] only, so "
-           "sum(p.nelement() for p in parameters) works")
-    expect(len(params) == len(mine) and all(same_object(p, q) for p, q in zip(params, mine)),
-           f"{shown} returned {len(params)} tensors, expected {'[weight, bias]' if bias else '[weight]'}, "
-           "the layer's own tensors (not copies), so that an update of the parameters updates the layer")
-    x = torch.randn(3, 5, generator=gen, dtype=F64)
-    steps = [torch.randn(p.shape, generator=gen, dtype=F64) for p in params]
-    probe("step_parameters", layer, steps)  # what the training loop does, p.data += -lr * p.grad, there
-    params = [p.detach() + step for p, step in zip(params, steps)]
-    expected = x @ params[0] + (params[1] if bias else 0)  # (3, 4)
-    expect_close(layer(x), expected, call=f"Linear(5, 4, bias={bias})(x) after updating its parameters()",
-                 what="returned", **TOL, why="the update made through parameters() must change the layer")
+@pytest.mark.parametrize("batchnorm, expected", [(True, 47_024), (False, 46_497)])
+def test_linear_and_batchnorm1d_build_the_lecture_deep_net_with_its_parameter_count(modules, gen, batchnorm, expected):
+    embedding = torch.randn(27, 10, generator=gen)  # C: 270 of the parameters
+    layers = deep_net(modules, gen, batchnorm)
+    params = [embedding] + [p for layer in layers for p in layer.parameters()]
+    count = sum(p.nelement() for p in params)
+    what = "with BatchNorm1d (Linear bias=False)" if batchnorm else "without BatchNorm1d (Linear with bias)"
+    expect(count == expected, f"the lecture's deep net {what} built from your modules has {count} parameters, "
+                              f"expected {expected} (printed in the lecture): Linear gives [weight] or "
+                              "[weight, bias], BatchNorm1d [gamma, beta], Tanh []")
+    x = torch.randn(32, 30, generator=gen)
+    out = x
+    for layer in layers:
+        out = layer(out)
+    expect_tensor(out, "the deep net's forward pass on x[32,30]", shape=(32, 27))
 
 
-def test_linear_gradients_reach_weight_and_bias(modules, gen):
-    with float64_default():
-        layer = modules.Linear(6, 4, generator=gen)
-    weight, b = torch.randn(6, 4, generator=gen, dtype=F64), torch.randn(4, generator=gen, dtype=F64)
-    assign(layer, weight=weight, bias=b)
-    x = torch.randn(9, 6, generator=gen, dtype=F64)
-    upstream = torch.randn(9, 4, generator=gen, dtype=F64)  # not all-ones: sum() would hide errors
-    shown = call("Linear(6, 4)", ("x", x))
-    ours = vjp(layer, (x,), upstream, grads_of=[(layer, "weight"), (layer, "bias")])  # autograd, in its process
-    expect_tensor(ours.out, shown, shape=(9, 4))
-    expect(ours.graph, f"{shown} returned a tensor with no autograd graph: no torch.no_grad() or "
-                       ".detach() in a Linear's forward")
-    for name, got, expected in (("weight", ours.attrs[0], x.T @ upstream),
-                                ("bias", ours.attrs[1], upstream.sum(0)),
-                                ("x", ours.grads[0], upstream @ weight.T)):
-        expect(got is not None, f"{shown}: no gradient reached {name}")
-        expect_close(got, expected, call=shown, what=f"gave d loss / d {name} =", **TOL,
-                     why="for y = x @ W + b: dW = x.T @ dy, db = dy.sum(0), dx = dy @ W.T")
+def test_linear_init_defaults_to_a_zero_bias_and_the_global_rng(modules, seed):
+    shown = call("Linear", fan_in=6, fan_out=5)
+    with torch.random.fork_rng():  # the global seed is moved on purpose; the rest of the suite never sees it
+        torch.manual_seed(seed % 2**31)
+        first = modules.Linear(6, 5)
+        torch.manual_seed(seed % 2**31)
+        again = modules.Linear(6, 5)
+    expect(first.bias is not None, f"{shown}.bias is None: bias=True is the default (only Linear(..., bias=False) "
+                                   "has none)")
+    bias = expect_tensor(first.bias, f"{shown}.bias", shape=(5,))
+    expect(bool((bias == 0).all()), f"{shown}.bias is {bias.tolist()}, expected zeros(5): bias=True is the default")
+    expect(torch.equal(first.weight, again.weight),
+           f"{shown} twice after torch.manual_seed({seed % 2**31}) gave different weights: without a generator, "
+           "draw from torch's global RNG (torch.randn(..., generator=None))")
 
 
-# ---------------------------------------------------------------- BatchNorm1d
 @pytest.mark.parametrize("dim", [1, 7, 100])
 def test_batchnorm1d_init_has_the_lecture_defaults(modules, dim):
     shown = call("BatchNorm1d", dim=dim)
@@ -272,27 +321,40 @@ def test_batchnorm1d_eval_uses_running_stats_and_leaves_them_alone(modules, gen,
                                        "statistics are only read; update them only when self.training is True")
 
 
-def test_batchnorm1d_updates_running_stats_without_a_graph(modules, gen):
-    dim = 5
-    gamma, beta = gamma_beta(gen, dim)
+@pytest.mark.parametrize("shape", [(1, 1), (32, 100), (4, 7)])
+def test_tanh_matches_torch_tanh_and_has_no_parameters(modules, gen, shape):
+    x = 3 * torch.randn(shape, generator=gen, dtype=F64)
+    layer = modules.Tanh()
+    shown = call("Tanh()", ("x", x))
+    with inputs_unchanged(shown, x=x):
+        out = layer(x)
+    expect_close(out, torch.tanh(x), call=shown, what="returned", **TOL)
+    expect(same_object(getattr(layer, "out", None), out), f"after {shown}, layer.out is not the tensor it returned: store the "
+                                               "output in self.out (the lecture's histograms read it)")
+    params = layer.parameters()
+    expect(isinstance(params, list) and params == [],
+           f"Tanh().parameters() returned {params!r}, expected [] (an empty list, so the net's "
+           "[p for layer in layers for p in layer.parameters()] still works)")
+
+
+def test_linear_gradients_reach_weight_and_bias(modules, gen):
     with float64_default():
-        bn = modules.BatchNorm1d(dim)
-    assign(bn, gamma=gamma, beta=beta)
-    ref = torch_bn(dim, 1e-5, 0.1, gamma, beta)
-    x = draw(gen, 16, dim)
-    ref(x)
-    x.requires_grad_()  # as in the deep net: x is the output of a Linear and carries a graph
-    shown = call("BatchNorm1d(5)", ("x", x))
-    out = expect_tensor(bn(x), shown, shape=(16, dim))
-    expect(out.requires_grad, f"{shown} returned a tensor with no autograd graph: only the running statistics "
-                              "are updated under torch.no_grad(), not the output")
-    for name in ("running_mean", "running_var"):
-        t = expect_tensor(getattr(bn, name), f"{shown}: .{name}")
-        expect(not t.requires_grad,
-               f"after {shown}, bn.{name} has grad_fn {getattr(t, '_kata_grad_fn', None)}: update the running statistics "
-               "under torch.no_grad() (the lecture does), else every step's graph stays attached to them and "
-               "the next backward() tries to go through old batches")
-        expect_close(stat(t, dim, shown, name), getattr(ref, name), call=shown, what=f"left {name} =", **TOL)
+        layer = modules.Linear(6, 4, generator=gen)
+    weight, b = torch.randn(6, 4, generator=gen, dtype=F64), torch.randn(4, generator=gen, dtype=F64)
+    assign(layer, weight=weight, bias=b)
+    x = torch.randn(9, 6, generator=gen, dtype=F64)
+    upstream = torch.randn(9, 4, generator=gen, dtype=F64)  # not all-ones: sum() would hide errors
+    shown = call("Linear(6, 4)", ("x", x))
+    ours = vjp(layer, (x,), upstream, grads_of=[(layer, "weight"), (layer, "bias")])  # autograd, in its process
+    expect_tensor(ours.out, shown, shape=(9, 4))
+    expect(ours.graph, f"{shown} returned a tensor with no autograd graph: no torch.no_grad() or "
+                       ".detach() in a Linear's forward")
+    for name, got, expected in (("weight", ours.attrs[0], x.T @ upstream),
+                                ("bias", ours.attrs[1], upstream.sum(0)),
+                                ("x", ours.grads[0], upstream @ weight.T)):
+        expect(got is not None, f"{shown}: no gradient reached {name}")
+        expect_close(got, expected, call=shown, what=f"gave d loss / d {name} =", **TOL,
+                     why="for y = x @ W + b: dW = x.T @ dy, db = dy.sum(0), dx = dy @ W.T")
 
 
 def test_batchnorm1d_gradients_match_torch(modules, gen):
@@ -317,22 +379,42 @@ def test_batchnorm1d_gradients_match_torch(modules, gen):
                      why="autograd through your module should equal torch.nn.BatchNorm1d's gradient")
 
 
-def test_batchnorm1d_parameters_are_gamma_and_beta(modules, gen):
+def test_linear_leaves_global_state_and_the_global_rng_as_found(modules, gen):
+    shown = call("Linear", fan_in=4, fan_out=3, generator="g")
+    expect_global_state_kept(lambda: modules.Linear(4, 3, generator=gen), shown,  # dtype: the default of its time
+                             lambda layer: expect_tensor(layer.weight, f"{shown}.weight", shape=(4, 3),
+                                                         dtype=torch.get_default_dtype()))
+    layer = modules.Linear(4, 3, generator=gen)
+    weight, bias = layer.weight, layer.bias  # float32: made with the default dtype
+    x = torch.randn(2, 4, generator=gen)
+    shown = call("Linear(4, 3)", ("x", x))
+    expect_global_state_kept(lambda: layer(x), shown,  # one float32 matmul of 4 terms: ~1e-7 relative
+                             lambda out: expect_like(out, x @ weight + bias, shown))
+    expect_global_rng_untouched(lambda: modules.Linear(4, 3, generator=gen), call("Linear", fan_in=4, fan_out=3,
+                                                                                  generator="g"), gen)
+
+
+def test_batchnorm1d_updates_running_stats_without_a_graph(modules, gen):
+    dim = 5
+    gamma, beta = gamma_beta(gen, dim)
     with float64_default():
-        bn = modules.BatchNorm1d(3)
-    shown = call("BatchNorm1d(3).parameters")
-    params = bn.parameters()
-    expect(isinstance(params, list) and len(params) == 2 and same_object(params[0], bn.gamma)
-           and same_object(params[1], bn.beta),
-           f"{shown} returned {type_name(params)} of {len(params) if isinstance(params, list) else '?'}, "
-           "expected [gamma, beta], the module's own tensors in that order (running_mean and running_var are "
-           "buffers, not parameters: they are not trained by gradient descent)")
-    x = draw(gen, 4, 3)
-    steps = [torch.randn(3, generator=gen, dtype=F64) for _ in params]
-    probe("step_parameters", bn, steps)  # what the training loop does, there
-    expected = F.batch_norm(x, None, None, params[0] + steps[0], params[1] + steps[1], training=True)
-    expect_close(bn(x), expected, call="BatchNorm1d(3)(x) after updating its parameters()",
-                 what="returned", **TOL, why="the update made through parameters() must change the module")
+        bn = modules.BatchNorm1d(dim)
+    assign(bn, gamma=gamma, beta=beta)
+    ref = torch_bn(dim, 1e-5, 0.1, gamma, beta)
+    x = draw(gen, 16, dim)
+    ref(x)
+    x.requires_grad_()  # as in the deep net: x is the output of a Linear and carries a graph
+    shown = call("BatchNorm1d(5)", ("x", x))
+    out = expect_tensor(bn(x), shown, shape=(16, dim))
+    expect(out.requires_grad, f"{shown} returned a tensor with no autograd graph: only the running statistics "
+                              "are updated under torch.no_grad(), not the output")
+    for name in ("running_mean", "running_var"):
+        t = expect_tensor(getattr(bn, name), f"{shown}: .{name}")
+        expect(not t.requires_grad,
+               f"after {shown}, bn.{name} has grad_fn {getattr(t, '_kata_grad_fn', None)}: update the running statistics "
+               "under torch.no_grad() (the lecture does), else every step's graph stays attached to them and "
+               "the next backward() tries to go through old batches")
+        expect_close(stat(t, dim, shown, name), getattr(ref, name), call=shown, what=f"left {name} =", **TOL)
 
 
 def test_batchnorm1d_leaves_input_unchanged_and_stores_out(modules, gen):
@@ -356,85 +438,6 @@ def test_batchnorm1d_computes_without_torch_batch_norm(modules, impl, gen):
     shown = call("BatchNorm1d(6)", ("x", x))
     expect_close(bn(x), expected, call=shown, what="returned", **TOL)  # torch's batch norm switched off
     expect_no_shortcut_source(impl, "modules")
-
-
-# ---------------------------------------------------------------- Tanh and the whole net
-@pytest.mark.parametrize("shape", [(1, 1), (32, 100), (4, 7)])
-def test_tanh_matches_torch_tanh_and_has_no_parameters(modules, gen, shape):
-    x = 3 * torch.randn(shape, generator=gen, dtype=F64)
-    layer = modules.Tanh()
-    shown = call("Tanh()", ("x", x))
-    with inputs_unchanged(shown, x=x):
-        out = layer(x)
-    expect_close(out, torch.tanh(x), call=shown, what="returned", **TOL)
-    expect(same_object(getattr(layer, "out", None), out), f"after {shown}, layer.out is not the tensor it returned: store the "
-                                               "output in self.out (the lecture's histograms read it)")
-    params = layer.parameters()
-    expect(isinstance(params, list) and params == [],
-           f"Tanh().parameters() returned {params!r}, expected [] (an empty list, so the net's "
-           "[p for layer in layers for p in layer.parameters()] still works)")
-
-
-def deep_net(modules, gen, batchnorm):
-    """The lecture's deep net: n_embd 10, block 3, n_hidden 100, vocab 27."""
-    hidden = [100] * 5
-    layers, fan_in = [], 30
-    for fan_out in hidden + [27]:
-        layers.append(modules.Linear(fan_in, fan_out, bias=not batchnorm, generator=gen))
-        if batchnorm:
-            layers.append(modules.BatchNorm1d(fan_out))
-        if fan_out != 27:
-            layers.append(modules.Tanh())
-        fan_in = fan_out
-    return layers
-
-
-@pytest.mark.parametrize("batchnorm, expected", [(True, 47_024), (False, 46_497)])
-def test_linear_and_batchnorm1d_build_the_lecture_deep_net_with_its_parameter_count(modules, gen, batchnorm, expected):
-    embedding = torch.randn(27, 10, generator=gen)  # C: 270 of the parameters
-    layers = deep_net(modules, gen, batchnorm)
-    params = [embedding] + [p for layer in layers for p in layer.parameters()]
-    count = sum(p.nelement() for p in params)
-    what = "with BatchNorm1d (Linear bias=False)" if batchnorm else "without BatchNorm1d (Linear with bias)"
-    expect(count == expected, f"the lecture's deep net {what} built from your modules has {count} parameters, "
-                              f"expected {expected} (printed in the lecture): Linear gives [weight] or "
-                              "[weight, bias], BatchNorm1d [gamma, beta], Tanh []")
-    x = torch.randn(32, 30, generator=gen)
-    out = x
-    for layer in layers:
-        out = layer(out)
-    expect_tensor(out, "the deep net's forward pass on x[32,30]", shape=(32, 27))
-
-
-def test_linear_init_defaults_to_a_zero_bias_and_the_global_rng(modules, seed):
-    shown = call("Linear", fan_in=6, fan_out=5)
-    with torch.random.fork_rng():  # the global seed is moved on purpose; the rest of the suite never sees it
-        torch.manual_seed(seed % 2**31)
-        first = modules.Linear(6, 5)
-        torch.manual_seed(seed % 2**31)
-        again = modules.Linear(6, 5)
-    expect(first.bias is not None, f"{shown}.bias is None: bias=True is the default (only Linear(..., bias=False) "
-                                   "has none)")
-    bias = expect_tensor(first.bias, f"{shown}.bias", shape=(5,))
-    expect(bool((bias == 0).all()), f"{shown}.bias is {bias.tolist()}, expected zeros(5): bias=True is the default")
-    expect(torch.equal(first.weight, again.weight),
-           f"{shown} twice after torch.manual_seed({seed % 2**31}) gave different weights: without a generator, "
-           "draw from torch's global RNG (torch.randn(..., generator=None))")
-
-
-def test_linear_leaves_global_state_and_the_global_rng_as_found(modules, gen):
-    shown = call("Linear", fan_in=4, fan_out=3, generator="g")
-    expect_global_state_kept(lambda: modules.Linear(4, 3, generator=gen), shown,  # dtype: the default of its time
-                             lambda layer: expect_tensor(layer.weight, f"{shown}.weight", shape=(4, 3),
-                                                         dtype=torch.get_default_dtype()))
-    layer = modules.Linear(4, 3, generator=gen)
-    weight, bias = layer.weight, layer.bias  # float32: made with the default dtype
-    x = torch.randn(2, 4, generator=gen)
-    shown = call("Linear(4, 3)", ("x", x))
-    expect_global_state_kept(lambda: layer(x), shown,  # one float32 matmul of 4 terms: ~1e-7 relative
-                             lambda out: expect_like(out, x @ weight + bias, shown))
-    expect_global_rng_untouched(lambda: modules.Linear(4, 3, generator=gen), call("Linear", fan_in=4, fan_out=3,
-                                                                                  generator="g"), gen)
 
 
 def test_batchnorm1d_leaves_grad_mode_and_default_dtype_as_found(modules, gen):

@@ -1,5 +1,9 @@
 """Topic 1, no_grad: split_loss against a cross-entropy written out in the test (log_softmax +
-gather + mean, float64), run with a forward that records whether autograd was on. Run: pytest -m no_grad"""
+gather + mean, float64), run with a forward that records whether autograd was on. Run: pytest -m no_grad
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import math
 
 import pytest
@@ -60,6 +64,33 @@ def expect_python_float(out, shown):
     return out
 
 
+# ---------------------------------------------------------------- tests, in lesson order
+@pytest.mark.parametrize("vocab", [27, 5])
+def test_split_loss_of_uniform_logits_is_log_vocab(topic, gen, vocab):
+    n = 40
+    offsets = 3 * torch.randn(n, 1, generator=gen, dtype=torch.float64)  # one constant per row: still uniform
+
+    def uniform(X):
+        return offsets.expand(len(X), vocab).clone()  # (N, vocab), every class equally likely
+
+    X = torch.randint(0, vocab, (n, 3), generator=gen)
+    Y = torch.randint(0, vocab, (n,), generator=gen)
+    shown = call("split_loss", ("forward", uniform), ("X", X), ("Y", Y))
+    out = expect_python_float(topic.split_loss(uniform, X, Y), shown)
+    expect_close(out, math.log(vocab), call=shown, **TOL,
+                 why=f"logits that are equal within each row give every one of the {vocab} classes probability "
+                     f"1/{vocab}, a loss of -log(1/{vocab}) = {math.log(vocab):.4f}")
+
+
+def test_split_loss_takes_the_mean_so_a_repeated_split_has_the_same_loss(topic, gen):
+    model, X, Y = draw(gen, 30, 9)
+    twice_X, twice_Y = torch.cat([X, X]), torch.cat([Y, Y])  # (60, 3), (60,)
+    shown = call("split_loss", ("forward", model), ("X", twice_X), ("Y", twice_Y))
+    out = expect_python_float(topic.split_loss(model, twice_X, twice_Y), shown)
+    expect_close(out, cross_entropy(model.logits(X), Y), call=shown, **TOL,
+                 why="the same examples twice must give the same mean loss")
+
+
 @pytest.mark.parametrize("case", range(4))
 def test_split_loss_matches_the_cross_entropy_written_out(topic, gen, case):
     n = int(torch.randint(2, 200, (), generator=gen))
@@ -84,23 +115,6 @@ def test_split_loss_runs_forward_with_grad_disabled(topic, gen):
            "comes; .detach() afterwards is too late, the graph was already built")
 
 
-@pytest.mark.parametrize("vocab", [27, 5])
-def test_split_loss_of_uniform_logits_is_log_vocab(topic, gen, vocab):
-    n = 40
-    offsets = 3 * torch.randn(n, 1, generator=gen, dtype=torch.float64)  # one constant per row: still uniform
-
-    def uniform(X):
-        return offsets.expand(len(X), vocab).clone()  # (N, vocab), every class equally likely
-
-    X = torch.randint(0, vocab, (n, 3), generator=gen)
-    Y = torch.randint(0, vocab, (n,), generator=gen)
-    shown = call("split_loss", ("forward", uniform), ("X", X), ("Y", Y))
-    out = expect_python_float(topic.split_loss(uniform, X, Y), shown)
-    expect_close(out, math.log(vocab), call=shown, **TOL,
-                 why=f"logits that are equal within each row give every one of the {vocab} classes probability "
-                     f"1/{vocab}, a loss of -log(1/{vocab}) = {math.log(vocab):.4f}")
-
-
 def test_split_loss_ignores_a_constant_added_to_each_row_of_logits(topic, gen):
     model, X, Y = draw(gen, 50, 11)
     shift = 10 * torch.randn(50, 1, generator=gen, dtype=torch.float64)
@@ -113,15 +127,6 @@ def test_split_loss_ignores_a_constant_added_to_each_row_of_logits(topic, gen):
     expect_close(out, cross_entropy(model.logits(X), Y), call=shown, **TOL,
                  why="the softmax of a row does not change when a constant is added to the whole row, so neither "
                      "does the loss")
-
-
-def test_split_loss_takes_the_mean_so_a_repeated_split_has_the_same_loss(topic, gen):
-    model, X, Y = draw(gen, 30, 9)
-    twice_X, twice_Y = torch.cat([X, X]), torch.cat([Y, Y])  # (60, 3), (60,)
-    shown = call("split_loss", ("forward", model), ("X", twice_X), ("Y", twice_Y))
-    out = expect_python_float(topic.split_loss(model, twice_X, twice_Y), shown)
-    expect_close(out, cross_entropy(model.logits(X), Y), call=shown, **TOL,
-                 why="the same examples twice must give the same mean loss")
 
 
 def test_split_loss_works_for_a_single_example(topic, gen):
@@ -166,6 +171,5 @@ def test_split_loss_keeps_float64_logits_in_float64(topic, gen):
 def test_split_loss_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
     model, X, Y = draw(gen, 16, 7)
     shown = call("split_loss", ("forward", model), ("X", X), ("Y", Y))
-    expected = cross_entropy(model.logits(X), Y)
     expect_global_state_kept(lambda: topic.split_loss(model, X, Y), shown,
                              lambda out: expect_python_float(out, shown))

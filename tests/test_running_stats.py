@@ -1,17 +1,22 @@
 """Topic 6, running_stats: ema_update against its formula and nn.BatchNorm1d's running statistics,
 batchnorm_eval against F.batch_norm(training=False), calibrate against torch's mean(0) / var(0),
-and the lecture's point that a long EMA and a calibration agree. Run: pytest -m running_stats"""
+and the lecture's point that a long EMA and a calibration agree. Run: pytest -m running_stats
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_like, expect_global_state_kept,
+from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_global_state_kept, expect_like,
                           expect_new_tensor, expect_no_shortcut_source, expect_tensor, fail, fmt, inputs_unchanged,
                           safe_repr, type_name)
 
 pytestmark = pytest.mark.running_stats
+
 
 F64 = dict(dtype=torch.float64)
 
@@ -28,6 +33,77 @@ def draw_stats(gen, c):
     running = 3 * torch.randn(c, generator=gen, **F64) + 1
     batch = 3 * torch.randn(c, generator=gen, **F64) - 1
     return running, batch
+
+
+# ---------------------------------------------------------------- batchnorm_eval
+def draw_eval(gen, n, c):
+    """x with per-feature offsets, running statistics that are NOT x's own batch statistics."""
+    x = torch.randn(n, c, generator=gen, **F64) * 2 + 3 * torch.randn(c, generator=gen, **F64)
+    running_mean = 1 + 4 * torch.rand(c, generator=gen, **F64)  # positive: swapped statistics stay finite
+    running_var = 0.2 + 3 * torch.rand(c, generator=gen, **F64)
+    gamma = 0.5 + torch.rand(c, generator=gen, **F64)
+    beta = torch.randn(c, generator=gen, **F64)
+    return x, running_mean, running_var, gamma, beta
+
+
+# ---------------------------------------------------------------- calibrate
+def expect_pair(out, shown, c, n):
+    """calibrate returns a tuple of two real tensors of shape (C,)."""
+    expect(isinstance(out, tuple) and len(out) == 2,
+           f"{shown} returned {type_name(out)} {safe_repr(out)}, expected a tuple (mean, var)")
+    for name, t in zip(("mean", "var"), out):
+        if isinstance(t, torch.Tensor) and tuple(t.shape) == (n,) and n != c:
+            fail(f"{shown} returned {name} of shape ({n},), expected ({c},): reduce over dim 0 (the examples), "
+                 "one value per feature")
+        expect_tensor(t, shown, shape=(c,))
+    return out
+
+
+def draw_preacts(gen, n, c):
+    return torch.randn(n, c, generator=gen, **F64) * (0.5 + 2 * torch.rand(c, generator=gen, **F64)) \
+        + 4 * torch.randn(c, generator=gen, **F64)
+
+
+# ---------------------------------------------------------------- tests, in lesson order
+def test_batchnorm_eval_keeps_a_zero_running_var_finite(learner, gen):
+    x, rm, rv, gamma, beta = draw_eval(gen, 8, 5)
+    rv[3] = 0.0  # a feature that never varied in training: only eps inside the sqrt keeps this finite
+    eps = 1e-3
+    expected = F.batch_norm(x, rm, rv, gamma, beta, training=False, eps=eps)
+    shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
+                 ("beta", beta), eps=eps)
+    out = expect_tensor(learner.batchnorm_eval(x, rm, rv, gamma, beta, eps=eps), shown, shape=x.shape)
+    expect(bool(torch.isfinite(out).all()),
+           f"{shown} returned inf or nan where running_var is 0 (feature 3): divide by sqrt(running_var + eps)")
+    expect_close(out, expected, call=shown, what="returned",
+                 **TOL)
+
+
+@pytest.mark.parametrize("n", [2, 3, 32, "random"])
+def test_calibrate_returns_the_mean_and_unbiased_var_over_dim_0(learner, gen, n):
+    if n == "random":
+        n = int(torch.randint(4, 300, (), generator=gen))
+    c = 7
+    x = draw_preacts(gen, n, c)
+    want_mean, want_var = x.mean(0), x.var(0)  # torch's, computed before the learner's call
+    shown = call("calibrate", ("preacts", x))
+    mean, var = expect_pair(learner.calibrate(x), shown, c, n)
+    expect_close(mean, want_mean, call=shown, what="returned mean", **TOL,
+                 why="the mean of each feature over dim 0")
+    expect_close(var, want_var, call=shown, what="returned var", **TOL,
+                 why="the unbiased variance of each feature over dim 0, x.var(0)")
+
+
+def test_calibrate_gives_zero_variance_for_a_constant_feature(learner, gen):
+    x = draw_preacts(gen, 20, 4)
+    x[:, 1] = -2.75
+    want_var = x.var(0)  # feature 1: exactly 0
+    shown = call("calibrate", ("preacts", x))
+    mean, var = expect_pair(learner.calibrate(x), shown, 4, 20)
+    expect_close(mean[1], torch.tensor(-2.75, **F64), call=shown, what="returned mean[1]", **TOL,
+                 why="feature 1 is -2.75 in every row")
+    expect_close(var, want_var, call=shown, what="returned var", **TOL,
+                 why="feature 1 is -2.75 in every row, so its variance is 0")
 
 
 @pytest.mark.parametrize("momentum", [0.1, 0.001, 0.9, "random"])
@@ -48,16 +124,6 @@ def test_ema_update_defaults_to_the_lecture_momentum_0_001(learner, gen):
     shown = call("ema_update", ("running", running), ("batch_stat", batch))
     expect_close(learner.ema_update(running, batch), expected, call=shown, what="returned", **TOL,
                  why="the lecture's update is 0.999 * running + 0.001 * batch")
-
-
-def test_ema_update_leaves_inputs_unchanged(learner, gen):
-    running, batch = draw_stats(gen, 6)
-    expected = 0.9 * running + 0.1 * batch
-    shown = call("ema_update", ("running", running), ("batch_stat", batch), momentum=0.1)
-    with inputs_unchanged(shown, running=running, batch_stat=batch):
-        out = learner.ema_update(running, batch, momentum=0.1)
-    expect_close(out, expected, call=shown, what="returned", **TOL)
-    expect_new_tensor(out, shown, running=running, batch_stat=batch)
 
 
 def test_ema_update_approaches_a_constant_batch_value_geometrically(learner, gen):
@@ -91,17 +157,6 @@ def test_ema_update_matches_batchnorm1d_running_statistics(learner, gen, momentu
                      "m * batch mean after every training batch")
     expect_close(var, bn.running_var, call=shown.replace("mean", "var"), what="gave running_var", **TOL,
                  why="the same filter applied to the unbiased batch variance")
-
-
-# ---------------------------------------------------------------- batchnorm_eval
-def draw_eval(gen, n, c):
-    """x with per-feature offsets, running statistics that are NOT x's own batch statistics."""
-    x = torch.randn(n, c, generator=gen, **F64) * 2 + 3 * torch.randn(c, generator=gen, **F64)
-    running_mean = 1 + 4 * torch.rand(c, generator=gen, **F64)  # positive: a swapped-stats suspect stays finite
-    running_var = 0.2 + 3 * torch.rand(c, generator=gen, **F64)
-    gamma = 0.5 + torch.rand(c, generator=gen, **F64)
-    beta = torch.randn(c, generator=gen, **F64)
-    return x, running_mean, running_var, gamma, beta
 
 
 @pytest.mark.parametrize("case", range(6))
@@ -144,41 +199,6 @@ def test_batchnorm_eval_treats_each_row_on_its_own(learner, gen):
                      "the running statistics, not the batch's", **TOL)
 
 
-def test_batchnorm_eval_keeps_a_zero_running_var_finite(learner, gen):
-    x, rm, rv, gamma, beta = draw_eval(gen, 8, 5)
-    rv[3] = 0.0  # a feature that never varied in training: only eps inside the sqrt keeps this finite
-    eps = 1e-3
-    expected = F.batch_norm(x, rm, rv, gamma, beta, training=False, eps=eps)
-    shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
-                 ("beta", beta), eps=eps)
-    out = expect_tensor(learner.batchnorm_eval(x, rm, rv, gamma, beta, eps=eps), shown, shape=x.shape)
-    expect(bool(torch.isfinite(out).all()),
-           f"{shown} returned inf or nan where running_var is 0 (feature 3): divide by sqrt(running_var + eps)")
-    expect_close(out, expected, call=shown, what="returned",
-                 **TOL)
-
-
-def test_batchnorm_eval_leaves_inputs_unchanged(learner, gen):
-    x, rm, rv, gamma, beta = draw_eval(gen, 10, 4)
-    expected = F.batch_norm(x, rm, rv, gamma, beta, training=False)
-    shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
-                 ("beta", beta))
-    with inputs_unchanged(shown, x=x, running_mean=rm, running_var=rv, gamma=gamma, beta=beta):
-        out = learner.batchnorm_eval(x, rm, rv, gamma, beta)
-    expect_close(out, expected, call=shown, what="returned", **TOL)
-    expect_new_tensor(out, shown, x=x)
-
-
-def test_batchnorm_eval_computes_without_torch_batch_norm(learner, impl, gen):
-    x, rm, rv, gamma, beta = draw_eval(gen, 32, 6)
-    expected = F.batch_norm(x, rm, rv, gamma, beta, training=False)
-    shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
-                 ("beta", beta))
-    expect_close(learner.batchnorm_eval(x, rm, rv, gamma, beta), expected, call=shown, what="returned",
-                 **TOL)  # runs with torch's batch norm switched off
-    expect_no_shortcut_source(impl, "running_stats")
-
-
 def test_batchnorm_eval_default_eps_is_1e_5(learner, gen):
     x, rm, _, gamma, beta = draw_eval(gen, 6, 5)
     rv = 1e-5 * (1 + torch.rand(5, generator=gen, **F64))  # running variances ~1e-5: eps's value shows
@@ -187,76 +207,6 @@ def test_batchnorm_eval_default_eps_is_1e_5(learner, gen):
                  ("beta", beta))
     expect_close(learner.batchnorm_eval(x, rm, rv, gamma, beta), expected, call=shown, what="returned", **TOL,
                  why="without an eps argument, eps is 1e-5, as in training")
-
-
-# ---------------------------------------------------------------- calibrate
-def expect_pair(out, shown, c, n):
-    """calibrate returns a tuple of two real tensors of shape (C,)."""
-    expect(isinstance(out, tuple) and len(out) == 2,
-           f"{shown} returned {type_name(out)} {safe_repr(out)}, expected a tuple (mean, var)")
-    for name, t in zip(("mean", "var"), out):
-        if isinstance(t, torch.Tensor) and tuple(t.shape) == (n,) and n != c:
-            fail(f"{shown} returned {name} of shape ({n},), expected ({c},): reduce over dim 0 (the examples), "
-                 "one value per feature")
-        expect_tensor(t, shown, shape=(c,))
-    return out
-
-
-def draw_preacts(gen, n, c):
-    return torch.randn(n, c, generator=gen, **F64) * (0.5 + 2 * torch.rand(c, generator=gen, **F64)) \
-        + 4 * torch.randn(c, generator=gen, **F64)
-
-
-@pytest.mark.parametrize("n", [2, 3, 32, "random"])
-def test_calibrate_returns_the_mean_and_unbiased_var_over_dim_0(learner, gen, n):
-    if n == "random":
-        n = int(torch.randint(4, 300, (), generator=gen))
-    c = 7
-    x = draw_preacts(gen, n, c)
-    want_mean, want_var = x.mean(0), x.var(0)  # torch's, computed before the learner's call
-    shown = call("calibrate", ("preacts", x))
-    mean, var = expect_pair(learner.calibrate(x), shown, c, n)
-    expect_close(mean, want_mean, call=shown, what="returned mean", **TOL,
-                 why="the mean of each feature over dim 0")
-    expect_close(var, want_var, call=shown, what="returned var", **TOL,
-                 why="the unbiased variance of each feature over dim 0, x.var(0)")
-
-
-def test_calibrate_gives_zero_variance_for_a_constant_feature(learner, gen):
-    x = draw_preacts(gen, 20, 4)
-    x[:, 1] = -2.75
-    want_var = x.var(0)  # feature 1: exactly 0
-    shown = call("calibrate", ("preacts", x))
-    mean, var = expect_pair(learner.calibrate(x), shown, 4, 20)
-    expect_close(mean[1], torch.tensor(-2.75, **F64), call=shown, what="returned mean[1]", **TOL,
-                 why="feature 1 is -2.75 in every row")
-    expect_close(var, want_var, call=shown, what="returned var", **TOL,
-                 why="feature 1 is -2.75 in every row, so its variance is 0")
-
-
-def test_calibrate_builds_no_autograd_graph(learner, gen):
-    x = draw_preacts(gen, 50, 3)
-    want_mean, want_var = x.mean(0), x.var(0)
-    x = (x * 1.0).requires_grad_()  # pre-activations computed from parameters carry a graph
-    shown = call("calibrate", ("preacts", x))
-    mean, var = expect_pair(learner.calibrate(x), shown, 3, 50)
-    expect_close(mean, want_mean, call=shown, what="returned mean", **TOL)
-    expect_close(var, want_var, call=shown, what="returned var", **TOL)
-    expect(not mean.requires_grad and not var.requires_grad,
-           f"{shown} returned statistics that require grad: calibration is bookkeeping, not part of the model; "
-           "compute it under torch.no_grad() (as the lecture does) so no graph is built or kept")
-
-
-def test_calibrate_leaves_its_input_unchanged(learner, gen):
-    x = draw_preacts(gen, 40, 5)
-    want_mean, want_var = x.mean(0), x.var(0)
-    shown = call("calibrate", ("preacts", x))
-    with inputs_unchanged(shown, preacts=x):
-        mean, var = expect_pair(learner.calibrate(x), shown, 5, 40)
-    expect_close(mean, want_mean, call=shown, what="returned mean", **TOL)
-    expect_close(var, want_var, call=shown, what="returned var", **TOL)
-    for t in (mean, var):
-        expect_new_tensor(t, shown, preacts=x)
 
 
 def test_calibrate_agrees_with_a_long_ema_of_batch_statistics(learner, gen):
@@ -286,11 +236,42 @@ def test_calibrate_agrees_with_a_long_ema_of_batch_statistics(learner, gen):
            "keeping an EMA during training give almost the same loss)")
 
 
+def test_ema_update_leaves_inputs_unchanged(learner, gen):
+    running, batch = draw_stats(gen, 6)
+    expected = 0.9 * running + 0.1 * batch
+    shown = call("ema_update", ("running", running), ("batch_stat", batch), momentum=0.1)
+    with inputs_unchanged(shown, running=running, batch_stat=batch):
+        out = learner.ema_update(running, batch, momentum=0.1)
+    expect_close(out, expected, call=shown, what="returned", **TOL)
+    expect_new_tensor(out, shown, running=running, batch_stat=batch)
+
+
 def test_ema_update_leaves_grad_mode_and_default_dtype_as_found(learner, gen):
     running, batch = draw_stats(gen, 4)
     shown = call("ema_update", ("running", running), ("batch_stat", batch))
     expect_global_state_kept(lambda: learner.ema_update(running, batch), shown,
                              lambda out: expect_like(out, running, shown))
+
+
+def test_batchnorm_eval_leaves_inputs_unchanged(learner, gen):
+    x, rm, rv, gamma, beta = draw_eval(gen, 10, 4)
+    expected = F.batch_norm(x, rm, rv, gamma, beta, training=False)
+    shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
+                 ("beta", beta))
+    with inputs_unchanged(shown, x=x, running_mean=rm, running_var=rv, gamma=gamma, beta=beta):
+        out = learner.batchnorm_eval(x, rm, rv, gamma, beta)
+    expect_close(out, expected, call=shown, what="returned", **TOL)
+    expect_new_tensor(out, shown, x=x)
+
+
+def test_batchnorm_eval_computes_without_torch_batch_norm(learner, impl, gen):
+    x, rm, rv, gamma, beta = draw_eval(gen, 32, 6)
+    expected = F.batch_norm(x, rm, rv, gamma, beta, training=False)
+    shown = call("batchnorm_eval", ("x", x), ("running_mean", rm), ("running_var", rv), ("gamma", gamma),
+                 ("beta", beta))
+    expect_close(learner.batchnorm_eval(x, rm, rv, gamma, beta), expected, call=shown, what="returned",
+                 **TOL)  # runs with torch's batch norm switched off
+    expect_no_shortcut_source(impl, "running_stats")
 
 
 def test_batchnorm_eval_leaves_grad_mode_and_default_dtype_as_found(learner, gen):
@@ -299,6 +280,31 @@ def test_batchnorm_eval_leaves_grad_mode_and_default_dtype_as_found(learner, gen
                  ("beta", beta))
     expect_global_state_kept(lambda: learner.batchnorm_eval(x, rm, rv, gamma, beta), shown,
                              lambda out: expect_like(out, x, shown))
+
+
+def test_calibrate_builds_no_autograd_graph(learner, gen):
+    x = draw_preacts(gen, 50, 3)
+    want_mean, want_var = x.mean(0), x.var(0)
+    x = (x * 1.0).requires_grad_()  # pre-activations computed from parameters carry a graph
+    shown = call("calibrate", ("preacts", x))
+    mean, var = expect_pair(learner.calibrate(x), shown, 3, 50)
+    expect_close(mean, want_mean, call=shown, what="returned mean", **TOL)
+    expect_close(var, want_var, call=shown, what="returned var", **TOL)
+    expect(not mean.requires_grad and not var.requires_grad,
+           f"{shown} returned statistics that require grad: calibration is bookkeeping, not part of the model; "
+           "compute it under torch.no_grad() (as the lecture does) so no graph is built or kept")
+
+
+def test_calibrate_leaves_its_input_unchanged(learner, gen):
+    x = draw_preacts(gen, 40, 5)
+    want_mean, want_var = x.mean(0), x.var(0)
+    shown = call("calibrate", ("preacts", x))
+    with inputs_unchanged(shown, preacts=x):
+        mean, var = expect_pair(learner.calibrate(x), shown, 5, 40)
+    expect_close(mean, want_mean, call=shown, what="returned mean", **TOL)
+    expect_close(var, want_var, call=shown, what="returned var", **TOL)
+    for t in (mean, var):
+        expect_new_tensor(t, shown, preacts=x)
 
 
 def test_calibrate_leaves_grad_mode_and_default_dtype_as_found(learner, gen):

@@ -1,12 +1,16 @@
 """Topic 3, saturation: the saturated fraction and dead neurons against formulas written in the
 test (and the Gaussian tail probability), tanh_backward against autograd of torch.tanh in float64.
-Run: pytest -m saturation"""
+Run: pytest -m saturation
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import math
 
 import pytest
 import torch
 
-from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_like, expect_global_state_kept,
+from kata.testing import (F64_TOL as TOL, call, expect, expect_close, expect_global_state_kept, expect_like,
                           expect_new_tensor, expect_tensor, inputs_unchanged, safe_repr, type_name)
 
 pytestmark = pytest.mark.saturation
@@ -30,7 +34,29 @@ def expect_python_float(out, shown):
     return out
 
 
-# ---------------------------------------------------------------- saturation_fraction
+def band_layer(gen, n, c):
+    """|h| spread over (0.95, 1): values beyond 0.99 and values between 0.97 and 0.99, both signs."""
+    mag = 0.95 + 0.0499 * torch.rand(n, c, generator=gen, dtype=torch.float64)
+    return torch.where(torch.rand(n, c, generator=gen) < 0.5, -mag, mag)
+
+
+# ---------------------------------------------------------------- dead_neurons
+def dead_layer(gen, n, c, t):
+    """h (n, c) with known dead columns: some saturated on both sides, some nearly dead (one row
+    is not), some exactly at the threshold, the rest ordinary."""
+    h = torch.tanh(0.7 * torch.randn(n, c, generator=gen, dtype=torch.float64))  # ordinary: |h| < 0.99
+    tail = t + (1 - t) * torch.rand(n, generator=gen, dtype=torch.float64).clamp(min=0.01)  # (t, 1)
+    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0).double()
+    h[:, 0] = tail * sign  # dead, both tails
+    h[:, 1] = -tail  # dead, negative tail only
+    h[:, 2] = tail * sign
+    h[n // 2, 2] = 0.3  # alive: one example still passes a gradient
+    h[:, 3] = t * sign  # exactly at the threshold everywhere: not saturated (strict >)
+    h[:, 4] = tail  # dead, positive tail
+    return h[:, torch.randperm(c, generator=gen)]  # columns shuffled: position must not matter
+
+
+# ---------------------------------------------------------------- tests, in lesson order
 @pytest.mark.parametrize("case", range(4))
 def test_saturation_fraction_matches_the_formula_over_all_elements(topic, gen, case):
     n = int(torch.randint(2, 100, (), generator=gen))
@@ -81,40 +107,12 @@ def test_saturation_fraction_of_gaussian_preactivations_matches_the_tail_probabi
            f"5.18 give 0.61 saturated")
 
 
-def band_layer(gen, n, c):
-    """|h| spread over (0.95, 1): values beyond 0.99 and values between 0.97 and 0.99, both signs."""
-    mag = 0.95 + 0.0499 * torch.rand(n, c, generator=gen, dtype=torch.float64)
-    return torch.where(torch.rand(n, c, generator=gen) < 0.5, -mag, mag)
-
-
 def test_saturation_fraction_default_threshold_is_0_99(topic, gen):
     h = band_layer(gen, 30, 20)
     shown = call("saturation_fraction", ("h", h))
     out = expect_python_float(topic.saturation_fraction(h), shown)
     expect_close(out, (h.abs() > 0.99).double().mean().item(), call=shown,
                  why="without a threshold argument, saturated means |h| > 0.99", **TOL)
-
-
-def test_saturation_fraction_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
-    h = tanh_layer(gen, 8, 5, 2.0)
-    shown = call("saturation_fraction", ("h", h))
-    expect_global_state_kept(lambda: topic.saturation_fraction(h), shown, lambda out: expect_python_float(out, shown))
-
-
-# ---------------------------------------------------------------- dead_neurons
-def dead_layer(gen, n, c, t):
-    """h (n, c) with known dead columns: some saturated on both sides, some nearly dead (one row
-    is not), some exactly at the threshold, the rest ordinary."""
-    h = torch.tanh(0.7 * torch.randn(n, c, generator=gen, dtype=torch.float64))  # ordinary: |h| < 0.99
-    tail = t + (1 - t) * torch.rand(n, generator=gen, dtype=torch.float64).clamp(min=0.01)  # (t, 1)
-    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0).double()
-    h[:, 0] = tail * sign  # dead, both tails
-    h[:, 1] = -tail  # dead, negative tail only
-    h[:, 2] = tail * sign
-    h[n // 2, 2] = 0.3  # alive: one example still passes a gradient
-    h[:, 3] = t * sign  # exactly at the threshold everywhere: not saturated (strict >)
-    h[:, 4] = tail  # dead, positive tail
-    return h[:, torch.randperm(c, generator=gen)]  # columns shuffled: position must not matter
 
 
 @pytest.mark.parametrize("n, c, t", [(32, 12, 0.99), (2, 7, 0.97), (9, 20, 0.9)])
@@ -141,15 +139,6 @@ def test_dead_neurons_none_when_only_most_examples_saturate(topic, gen):
                      "lecture found no all-white column at the naive init")
 
 
-def test_dead_neurons_leaves_h_unchanged(topic, gen):
-    h = dead_layer(gen, 8, 6, 0.99)
-    shown = call("dead_neurons", ("h", h))
-    with inputs_unchanged(shown, h=h):
-        out = topic.dead_neurons(h)
-    out = expect_tensor(out, shown, shape=(6,), dtype=torch.bool)
-    expect_close(out, (h.abs() > 0.99).all(dim=0), call=shown, rtol=0, atol=0)
-
-
 def test_dead_neurons_default_threshold_is_0_99(topic, gen):
     h = band_layer(gen, 16, 12)
     h[:, :4] = 0.991 + 0.008 * torch.rand(16, 4, generator=gen, dtype=torch.float64)  # dead at 0.99
@@ -160,14 +149,6 @@ def test_dead_neurons_default_threshold_is_0_99(topic, gen):
                  rtol=0, atol=0, why="without a threshold argument, a neuron is dead when |h| > 0.99 in every row")
 
 
-def test_dead_neurons_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
-    h = dead_layer(gen, 8, 6, 0.99)
-    shown = call("dead_neurons", ("h", h))
-    expect_global_state_kept(lambda: topic.dead_neurons(h), shown,
-                             lambda out: expect_tensor(out, shown, shape=(6,), dtype=torch.bool))
-
-
-# ---------------------------------------------------------------- tanh_backward
 @pytest.mark.parametrize("case", range(3))
 def test_tanh_backward_matches_autograd_of_torch_tanh(topic, gen, case):
     n = int(torch.randint(2, 40, (), generator=gen))
@@ -202,6 +183,28 @@ def test_tanh_backward_is_linear_in_grad_out(topic, gen):
     expect_close(combined, parts.detach(), call=shown, what="returned", **TOL,
                  why="backprop is linear in the incoming gradient: grad_in = local_gradient * grad_out")
     expect_close(combined, (1 - h**2) * (2.5 * g1 - g2), call=shown, what="returned", **TOL)
+
+
+def test_saturation_fraction_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    h = tanh_layer(gen, 8, 5, 2.0)
+    shown = call("saturation_fraction", ("h", h))
+    expect_global_state_kept(lambda: topic.saturation_fraction(h), shown, lambda out: expect_python_float(out, shown))
+
+
+def test_dead_neurons_leaves_h_unchanged(topic, gen):
+    h = dead_layer(gen, 8, 6, 0.99)
+    shown = call("dead_neurons", ("h", h))
+    with inputs_unchanged(shown, h=h):
+        out = topic.dead_neurons(h)
+    out = expect_tensor(out, shown, shape=(6,), dtype=torch.bool)
+    expect_close(out, (h.abs() > 0.99).all(dim=0), call=shown, rtol=0, atol=0)
+
+
+def test_dead_neurons_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    h = dead_layer(gen, 8, 6, 0.99)
+    shown = call("dead_neurons", ("h", h))
+    expect_global_state_kept(lambda: topic.dead_neurons(h), shown,
+                             lambda out: expect_tensor(out, shown, shape=(6,), dtype=torch.bool))
 
 
 def test_tanh_backward_returns_a_new_tensor_and_leaves_inputs_unchanged(topic, gen):

@@ -1,5 +1,9 @@
 """Topic 10, update_ratio: update_to_data_ratio and update_ratios against the lecture's formula
-written here, in float64, plus the properties that define them. Run: pytest -m update_ratio"""
+written here, in float64, plus the properties that define them. Run: pytest -m update_ratio
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import math
 
 import pytest
@@ -27,58 +31,6 @@ def weight_and_grad(gen, fan_in, fan_out):
     param = 0.3 * torch.randn(fan_in, fan_out, generator=gen, dtype=torch.float64) + 0.25
     grad = 0.02 * torch.randn(fan_in, fan_out, generator=gen, dtype=torch.float64) + 0.01
     return param, grad
-
-
-@pytest.mark.parametrize("case", range(4))
-def test_update_to_data_ratio_matches_the_lecture_formula(topic, gen, case):
-    fan_in = int(torch.randint(2, 40, (), generator=gen))
-    fan_out = int(torch.randint(2, 40, (), generator=gen))
-    param, grad = weight_and_grad(gen, fan_in, fan_out)
-    lr = [0.1, 0.01, 0.05, 0.003][case]  # never 1, which would hide a missing lr
-    shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=lr)
-    expect_close(topic.update_to_data_ratio(param, grad, lr), lecture_ratio(param, grad, lr), call=shown, **TOL,
-                 why="log10((lr * grad).std() / param.std())")
-
-
-def test_update_to_data_ratio_is_minus_3_for_an_update_one_thousandth_of_the_data(topic, gen):
-    param, grad = weight_and_grad(gen, 30, 100)
-    param = (param - param.mean()) / param.std() * 0.4  # std exactly 0.4
-    grad = (grad - grad.mean()) / grad.std() * 0.4  # the same std as the data
-    shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.001)
-    expect_close(topic.update_to_data_ratio(param, grad, 0.001), -3.0, call=shown, **TOL,
-                 why="grad has the same std as param, so the update lr * grad is 1/1000 of the data: log10 gives "
-                     "-3, the lecture's guide line")
-
-
-def test_update_to_data_ratio_ten_times_the_lr_adds_exactly_one(topic, gen):
-    param, grad = weight_and_grad(gen, 27, 10)
-    shown = f"update_to_data_ratio(param{list(param.shape)}, grad{list(grad.shape)}, lr=0.01 and lr=0.1)"
-    low = expect_float(topic.update_to_data_ratio(param, grad, 0.01), shown)
-    high = expect_float(topic.update_to_data_ratio(param, grad, 0.1), shown)
-    step = high - low
-    expect(math.isclose(step, 1.0, rel_tol=0, abs_tol=1e-9),
-           f"{shown} gave {low:.6g} and {high:.6g}, a step of {step:.6g}, expected exactly 1: ten times the learning "
-           "rate makes the update ten times bigger, and log10 turns that into +1")
-
-
-def test_update_to_data_ratio_ten_times_the_data_subtracts_exactly_one(topic, gen):
-    param, grad = weight_and_grad(gen, 12, 9)
-    base = expect_float(topic.update_to_data_ratio(param, grad, 0.1),
-                        call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.1))
-    shown = call("update_to_data_ratio", ("param * 10", param), ("grad", grad), lr=0.1)
-    expect_close(topic.update_to_data_ratio(10 * param, grad, 0.1), base - 1, call=shown, **TOL,
-                 why="data ten times larger makes the same update ten times smaller relative to it: -1 in log10")
-
-
-def test_update_to_data_ratio_uses_the_grad_argument_and_leaves_inputs_unchanged(topic, gen):
-    param, grad = weight_and_grad(gen, 30, 100)
-    param.requires_grad_()
-    param.grad = 5 * torch.randn(30, 100, generator=gen, dtype=torch.float64)  # stale: must not be read
-    shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.1)
-    with inputs_unchanged(shown, param=param, grad=grad, param_grad=param.grad):
-        out = topic.update_to_data_ratio(param, grad, 0.1)
-    expect_close(out, lecture_ratio(param.detach(), grad, 0.1), call=shown, **TOL,
-                 why="use the grad passed in (param.grad may be stale or None); the answer is a plain float")
 
 
 def with_grads(gen, shapes):
@@ -119,6 +71,56 @@ def expect_ratio_list(out, params, lr, shown):
     expect(False, message + ": update_to_data_ratio(p, p.grad, lr) for each p with p.ndim == 2, in the order given")
 
 
+# ---------------------------------------------------------------- tests, in lesson order
+def test_update_ratios_returns_an_empty_list_without_2d_parameters(topic, gen):
+    params = with_grads(gen, [(100,), (27,), (4, 3, 2)])
+    shown = "update_ratios([bias (100,), bias (27,), tensor (4, 3, 2)], lr=0.1)"
+    out = topic.update_ratios(params, 0.1)
+    expect(type(out) is list and out == [],
+           f"{shown} returned {safe_repr(out)}, expected []: none of these is a weight matrix (p.ndim == 2)")
+
+
+def test_update_to_data_ratio_is_minus_3_for_an_update_one_thousandth_of_the_data(topic, gen):
+    param, grad = weight_and_grad(gen, 30, 100)
+    param = (param - param.mean()) / param.std() * 0.4  # std exactly 0.4
+    grad = (grad - grad.mean()) / grad.std() * 0.4  # the same std as the data
+    shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.001)
+    expect_close(topic.update_to_data_ratio(param, grad, 0.001), -3.0, call=shown, **TOL,
+                 why="grad has the same std as param, so the update lr * grad is 1/1000 of the data: log10 gives "
+                     "-3, the lecture's guide line")
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_update_to_data_ratio_matches_the_lecture_formula(topic, gen, case):
+    fan_in = int(torch.randint(2, 40, (), generator=gen))
+    fan_out = int(torch.randint(2, 40, (), generator=gen))
+    param, grad = weight_and_grad(gen, fan_in, fan_out)
+    lr = [0.1, 0.01, 0.05, 0.003][case]  # never 1, which would hide a missing lr
+    shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=lr)
+    expect_close(topic.update_to_data_ratio(param, grad, lr), lecture_ratio(param, grad, lr), call=shown, **TOL,
+                 why="log10((lr * grad).std() / param.std())")
+
+
+def test_update_to_data_ratio_ten_times_the_lr_adds_exactly_one(topic, gen):
+    param, grad = weight_and_grad(gen, 27, 10)
+    shown = f"update_to_data_ratio(param{list(param.shape)}, grad{list(grad.shape)}, lr=0.01 and lr=0.1)"
+    low = expect_float(topic.update_to_data_ratio(param, grad, 0.01), shown)
+    high = expect_float(topic.update_to_data_ratio(param, grad, 0.1), shown)
+    step = high - low
+    expect(math.isclose(step, 1.0, rel_tol=0, abs_tol=1e-9),
+           f"{shown} gave {low:.6g} and {high:.6g}, a step of {step:.6g}, expected exactly 1: ten times the learning "
+           "rate makes the update ten times bigger, and log10 turns that into +1")
+
+
+def test_update_to_data_ratio_ten_times_the_data_subtracts_exactly_one(topic, gen):
+    param, grad = weight_and_grad(gen, 12, 9)
+    base = expect_float(topic.update_to_data_ratio(param, grad, 0.1),
+                        call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.1))
+    shown = call("update_to_data_ratio", ("param * 10", param), ("grad", grad), lr=0.1)
+    expect_close(topic.update_to_data_ratio(10 * param, grad, 0.1), base - 1, call=shown, **TOL,
+                 why="data ten times larger makes the same update ten times smaller relative to it: -1 in log10")
+
+
 @pytest.mark.parametrize("order", range(3))
 def test_update_ratios_takes_exactly_the_2d_parameters_in_order(topic, gen, order):
     shapes = [(27, 10), (30, 100), (100,), (100,), (4, 5, 6), (100, 27), (), (27,)]
@@ -147,12 +149,22 @@ def test_update_ratios_of_a_small_net_after_backward_matches_the_lecture_loop(to
     expect_ratio_list(topic.update_ratios(params, 0.1), params, 0.1, shown)
 
 
-def test_update_ratios_returns_an_empty_list_without_2d_parameters(topic, gen):
-    params = with_grads(gen, [(100,), (27,), (4, 3, 2)])
-    shown = "update_ratios([bias (100,), bias (27,), tensor (4, 3, 2)], lr=0.1)"
-    out = topic.update_ratios(params, 0.1)
-    expect(type(out) is list and out == [],
-           f"{shown} returned {safe_repr(out)}, expected []: none of these is a weight matrix (p.ndim == 2)")
+def test_update_to_data_ratio_uses_the_grad_argument_and_leaves_inputs_unchanged(topic, gen):
+    param, grad = weight_and_grad(gen, 30, 100)
+    param.requires_grad_()
+    param.grad = 5 * torch.randn(30, 100, generator=gen, dtype=torch.float64)  # stale: must not be read
+    shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.1)
+    with inputs_unchanged(shown, param=param, grad=grad, param_grad=param.grad):
+        out = topic.update_to_data_ratio(param, grad, 0.1)
+    expect_close(out, lecture_ratio(param.detach(), grad, 0.1), call=shown, **TOL,
+                 why="use the grad passed in (param.grad may be stale or None); the answer is a plain float")
+
+
+def test_update_to_data_ratio_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    param, grad = weight_and_grad(gen, 6, 5)
+    shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.1)
+    expect_global_state_kept(lambda: topic.update_to_data_ratio(param, grad, 0.1), shown,
+                             lambda out: expect_float(out, shown))
 
 
 def test_update_ratios_changes_neither_parameters_nor_gradients(topic, gen):
@@ -165,13 +177,6 @@ def test_update_ratios_changes_neither_parameters_nor_gradients(topic, gen):
            f"{shown} replaced or cleared p.grad: measuring the update must not zero the gradients (the "
            "training loop does that before the next backward)")
     expect_ratio_list(out, params, 0.1, shown)
-
-
-def test_update_to_data_ratio_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
-    param, grad = weight_and_grad(gen, 6, 5)
-    shown = call("update_to_data_ratio", ("param", param), ("grad", grad), lr=0.1)
-    expect_global_state_kept(lambda: topic.update_to_data_ratio(param, grad, 0.1), shown,
-                             lambda out: expect_float(out, shown))
 
 
 def test_update_ratios_leaves_grad_mode_and_default_dtype_as_found(topic, gen):

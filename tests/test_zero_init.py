@@ -1,7 +1,11 @@
 """Topic 11 (exercise E01), zero_init: unigram_loss against the entropy written out here and
 F.cross_entropy of log-frequency logits; zero_init_grads against autograd of the lecture's MLP
 with every parameter zero, run in the test, and against the formula for b2's gradient.
-Run: pytest -m zero_init"""
+Run: pytest -m zero_init
+
+Tests run in lesson order, simplest property first: shape, then mean and std, then the full
+comparison with torch or a formula, then gradients, then hygiene (inputs unchanged, dtype, grad mode,
+no shortcut). The order of this file is the topic's declared lesson order."""
 import math
 
 import pytest
@@ -12,7 +16,11 @@ from kata.testing import (F64_TOL as TOL, call, default_dtype, expect, expect_cl
                           expect_global_state_kept, expect_tensor, fail, inputs_unchanged, safe_repr)
 
 pytestmark = pytest.mark.zero_init
+
+
 NAMES = ("C", "W1", "b1", "W2", "b2")
+
+
 F64 = torch.float64
 
 
@@ -30,7 +38,7 @@ def entropy(Y, vocab_size) -> float:
 
 
 def expect_loss(topic, Y, vocab, shown, expected, why, **kwargs):
-    """The learner's unigram_loss(Y, **kwargs) is a float equal to `expected` (vocab: the suspects' classes)."""
+    """The learner's unigram_loss(Y, **kwargs) is a float equal to `expected` (vocab: the number of classes)."""
     out = topic.unigram_loss(Y, **kwargs)
     if isinstance(out, torch.Tensor):
         fail(f"{shown} returned a tensor {safe_repr(out)}, expected a Python float: end with .item(), as "
@@ -50,6 +58,38 @@ def skewed_targets(gen, n, vocab_size, absent):
     return torch.multinomial(weights, n, replacement=True, generator=gen)
 
 
+# ---------------------------------------------------------------- zero_init_grads
+def draw_batch(gen, n, block_size, vocab_size):
+    X = torch.randint(0, vocab_size, (n, block_size), generator=gen)
+    Y = skewed_targets(gen, n, vocab_size, absent=min(3, vocab_size - 2))
+    return X, Y
+
+
+def autograd_grads(X, Y, vocab_size, n_embd, n_hidden):
+    """The oracle: the lecture's forward pass with every parameter zero, differentiated by torch."""
+    N, block_size = X.shape
+    shapes = {"C": (vocab_size, n_embd), "W1": (block_size * n_embd, n_hidden), "b1": (n_hidden,),
+              "W2": (n_hidden, vocab_size), "b2": (vocab_size,)}
+    p = {k: torch.zeros(s, dtype=F64, requires_grad=True) for k, s in shapes.items()}
+    h = torch.tanh(p["C"][X].view(N, -1) @ p["W1"] + p["b1"])  # (N, n_hidden)
+    F.cross_entropy(h @ p["W2"] + p["b2"], Y).backward()
+    return {k: v.grad for k, v in p.items()}
+
+
+def grads_of(topic, X, Y, shown, dtype=F64, **kwargs):
+    """The learner's dict of gradients, built in `dtype`, checked for its keys and tensors."""
+    with default_dtype(dtype):
+        out = topic.zero_init_grads(X, Y, **kwargs)
+    expect(type(out) is dict and set(out) == set(NAMES),
+           f"{shown} returned {safe_repr(out)}, expected a dict with the keys {', '.join(NAMES)}")
+    for name in NAMES:
+        expect(out[name] is not None, f"{shown}[{name!r}] is None: every parameter gets a gradient, even if it "
+                                      "is zero (make each parameter requires_grad before the forward pass)")
+        expect_tensor(out[name], f"{shown}[{name!r}]")
+    return out
+
+
+# ---------------------------------------------------------------- tests, in lesson order
 @pytest.mark.parametrize("vocab_size", [27, 5])
 def test_unigram_loss_is_log_v_for_uniform_targets(topic, gen, vocab_size):
     Y = torch.arange(vocab_size).repeat(7)[torch.randperm(7 * vocab_size, generator=gen)]  # each class 7 times
@@ -85,46 +125,6 @@ def test_unigram_loss_default_vocab_size_is_27(topic, gen):
     Y[:3] = 26  # 'z', the last of 27 classes: a default below 27 has no room for it
     shown = call("unigram_loss", ("Y", Y))
     expect_loss(topic, Y, 27, shown, entropy(Y, 27), why="vocab_size defaults to the lecture's 27 characters")
-
-
-def test_unigram_loss_leaves_Y_unchanged(topic, gen):
-    Y = skewed_targets(gen, 100, 27, absent=2)
-    shown = call("unigram_loss", ("Y", Y), vocab_size=27)
-    expected = entropy(Y, 27)
-    with inputs_unchanged(shown, Y=Y):
-        out = topic.unigram_loss(Y, vocab_size=27)
-    expect_close(expect_float(out, shown), expected, call=shown, **TOL)
-
-
-# ---------------------------------------------------------------- zero_init_grads
-def draw_batch(gen, n, block_size, vocab_size):
-    X = torch.randint(0, vocab_size, (n, block_size), generator=gen)
-    Y = skewed_targets(gen, n, vocab_size, absent=min(3, vocab_size - 2))
-    return X, Y
-
-
-def autograd_grads(X, Y, vocab_size, n_embd, n_hidden):
-    """The oracle: the lecture's forward pass with every parameter zero, differentiated by torch."""
-    N, block_size = X.shape
-    shapes = {"C": (vocab_size, n_embd), "W1": (block_size * n_embd, n_hidden), "b1": (n_hidden,),
-              "W2": (n_hidden, vocab_size), "b2": (vocab_size,)}
-    p = {k: torch.zeros(s, dtype=F64, requires_grad=True) for k, s in shapes.items()}
-    h = torch.tanh(p["C"][X].view(N, -1) @ p["W1"] + p["b1"])  # (N, n_hidden)
-    F.cross_entropy(h @ p["W2"] + p["b2"], Y).backward()
-    return {k: v.grad for k, v in p.items()}
-
-
-def grads_of(topic, X, Y, shown, dtype=F64, **kwargs):
-    """The learner's dict of gradients, built in `dtype`, checked for its keys and tensors."""
-    with default_dtype(dtype):
-        out = topic.zero_init_grads(X, Y, **kwargs)
-    expect(type(out) is dict and set(out) == set(NAMES),
-           f"{shown} returned {safe_repr(out)}, expected a dict with the keys {', '.join(NAMES)}")
-    for name in NAMES:
-        expect(out[name] is not None, f"{shown}[{name!r}] is None: every parameter gets a gradient, even if it "
-                                      "is zero (make each parameter requires_grad before the forward pass)")
-        expect_tensor(out[name], f"{shown}[{name!r}]")
-    return out
 
 
 @pytest.mark.parametrize("n", [32, 7])
@@ -200,6 +200,21 @@ def test_zero_init_grads_take_the_block_size_from_X(topic, gen, block_size):
            "(block_size * n_embd, n_hidden) with block_size = X.shape[1]")
 
 
+def test_unigram_loss_leaves_Y_unchanged(topic, gen):
+    Y = skewed_targets(gen, 100, 27, absent=2)
+    shown = call("unigram_loss", ("Y", Y), vocab_size=27)
+    expected = entropy(Y, 27)
+    with inputs_unchanged(shown, Y=Y):
+        out = topic.unigram_loss(Y, vocab_size=27)
+    expect_close(expect_float(out, shown), expected, call=shown, **TOL)
+
+
+def test_unigram_loss_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
+    Y = skewed_targets(gen, 50, 27, absent=3)
+    shown = call("unigram_loss", ("Y", Y))
+    expect_global_state_kept(lambda: topic.unigram_loss(Y), shown, lambda out: expect_float(out, shown))
+
+
 def test_zero_init_grads_work_with_autograd_turned_off(topic, gen):
     X, Y = draw_batch(gen, 32, 3, 27)
     shown = "with torch.no_grad(): " + call("zero_init_grads", ("X", X), ("Y", Y))
@@ -235,12 +250,6 @@ def test_zero_init_grads_leave_X_and_Y_unchanged(topic, gen):
     with inputs_unchanged(shown, X=X, Y=Y):
         grads = grads_of(topic, X, Y, shown)
     expect_close(grads["b2"], autograd_grads(X, Y, 27, 10, 200)["b2"], call=shown, what="gave b2's gradient", **TOL)
-
-
-def test_unigram_loss_leaves_grad_mode_and_default_dtype_as_found(topic, gen):
-    Y = skewed_targets(gen, 50, 27, absent=3)
-    shown = call("unigram_loss", ("Y", Y))
-    expect_global_state_kept(lambda: topic.unigram_loss(Y), shown, lambda out: expect_float(out, shown))
 
 
 def test_zero_init_grads_leave_grad_mode_and_default_dtype_as_found(topic, gen):
