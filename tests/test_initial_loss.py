@@ -49,14 +49,10 @@ def call_scale(topic, W, b, scale=None):
 
 
 def unpack(out, shown, W, b):
-    """A pair (W', b') of real tensors with W's and b's shapes; a swapped pair is named."""
+    """A tuple (W', b') of real tensors with W's and b's shapes and dtypes."""
     expect(isinstance(out, tuple) and len(out) == 2,
            f"{shown} returned {type_name(out)} {safe_repr(out)}, expected a tuple (W * scale, b * 0)")
     W2, b2 = out
-    if isinstance(W2, torch.Tensor) and isinstance(b2, torch.Tensor):
-        expect(not (W2.shape == b.shape and b2.shape == W.shape),
-               f"{shown} returned (b', W'), shapes {tuple(W2.shape)} and {tuple(b2.shape)}: the order is "
-               "(W * scale, b * 0), weights first, as in the lecture's `W2 * 0.01, b2 * 0`")
     return (expect_tensor(W2, shown + "[0]", shape=W.shape, dtype=W.dtype),
             expect_tensor(b2, shown + "[1]", shape=b.shape, dtype=b.dtype))
 

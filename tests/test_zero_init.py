@@ -40,14 +40,7 @@ def entropy(Y, vocab_size) -> float:
 def expect_loss(topic, Y, vocab, shown, expected, why, **kwargs):
     """The learner's unigram_loss(Y, **kwargs) is a float equal to `expected` (vocab: the number of classes)."""
     out = topic.unigram_loss(Y, **kwargs)
-    if isinstance(out, torch.Tensor):
-        fail(f"{shown} returned a tensor {safe_repr(out)}, expected a Python float: end with .item(), as "
-             "split_loss does")
     out = expect_float(out, shown)
-    if math.isnan(out):
-        fail(f"{shown} returned nan, expected {expected:.6g}: a class that never occurs has p = 0, and torch "
-             "computes 0 * log(0) = nan; such a class contributes 0 to the entropy, so leave it out "
-             "(sum over p > 0)")
     expect_close(out, expected, call=shown, why=why, **TOL)
 
 
@@ -142,11 +135,6 @@ def test_zero_init_grads_every_other_gradient_is_exactly_zero(topic, gen):
     X, Y = draw_batch(gen, 32, 3, 27)
     shown = call("zero_init_grads", ("X", X), ("Y", Y))
     grads = grads_of(topic, X, Y, shown)
-    b1 = grads["b1"].detach()
-    if b1.abs().max().item() > 0 and grads["W2"].abs().max().item() == 0:
-        fail(f"{shown} gave b1 a non-zero gradient ({b1.abs().max().item():.3g} at most): that only happens "
-             "when W2 is not zero, because dh = dlogits @ W2.T. Start W2 at exactly 0, not the lecture's "
-             "randn * 0.01")
     why = {"C": "demb = dhpreact @ W1.T and W1 = 0", "W1": "dW1 = emb.T @ dhpreact and emb = C[X] = 0",
            "b1": "dh = dlogits @ W2.T and W2 = 0, so dhpreact = 0",
            "W2": "dW2 = h.T @ dlogits and h = tanh(0) = 0"}
