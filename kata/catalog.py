@@ -129,12 +129,18 @@ def main(argv=None) -> int:
             verdict = check_stubs(Path(tmp))
             print(f"stubs: {verdict.passed} topic tests passed (expected 0), {len(verdict.failed)} failed")
             return 1 if verdict.passed else 0
+        counts = []
         for topic, verdicts in check_topics(args.topics or list(topics.NAMES), Path(tmp)).items():
             for mistake_id, verdict in verdicts.items():
                 caught = bool(verdict.failed)
                 bad += not caught
                 print(f"{'ok ' if caught else 'BAD'} {topic}/{mistake_id}: {len(verdict.failed)} failing, "
                       f"{verdict.passed} passing")
+            counts.append((topic, len(topics.mistakes(topic)), len(topics.combinations(topic))))
+        for topic, singles, pairs in counts:
+            print(f"{topic:16} {singles:4} single mistakes {pairs:3} combinations")
+        print(f"{'all':16} {sum(c[1] for c in counts):4} single mistakes {sum(c[2] for c in counts):3} combinations, "
+              f"{'every one caught' if not bad else f'{bad} not caught'}")
     return 1 if bad else 0
 
 
