@@ -4,10 +4,9 @@ A mistake (kata/hints/<topic>.toml) is a patch that turns the reference into a r
 implementation. `check_topics` builds one folder per mistake (solutions/ with that patch applied)
 and runs each tests/test_<topic>.py on its topic's folders, all in one pytest process
 (`--impl-for topic=folder`, repeated); each
-mistake must fail at least one test, and a named one must be named by a failure (its `mistake`
-field, kata/failure.py).
+mistake, single or combination, must fail at least one test.
 
-    python -m kata.catalog [TOPIC ...]      # report every mistake: caught? named?
+    python -m kata.catalog [TOPIC ...]      # report every mistake: how many tests catch it
     python -m kata.catalog --stubs          # the generated stubs must fail every topic test
 """
 from __future__ import annotations
@@ -95,11 +94,11 @@ def _owner(test_name: str, names: list[str]) -> str:
 
 
 def check_topics(names, workdir: Path) -> dict[str, dict[str, Verdict]]:
-    """For each topic, a verdict per catalogued mistake (keyed by mistake id). One pytest process
+    """For each topic, a verdict per catalogued mistake, single or combination (keyed by mistake id). One pytest process
     for all of them (one torch import, not one per topic); each topic's tests run on that topic's
     mutants only."""
     plan = [(topic, m, build(m, workdir / f"{topic}_m{k:02d}"))
-            for topic in names for k, m in enumerate(topics.mistakes(topic))]
+            for topic in names for k, m in enumerate(topics.catalogue(topic))]
     files = [ROOT / "tests" / f"test_{topic}.py" for topic in names]
     verdicts = run_tests(files, [d for _, _, d in plan], workdir, topics_of=[t for t, _, _ in plan])
     out: dict[str, dict[str, Verdict]] = {topic: {} for topic in names}
@@ -131,10 +130,14 @@ def main(argv=None) -> int:
             return 1 if verdict.passed else 0
         rows = [self_diagnosis(topic, m, verdict)
                 for topic, verdicts in check_topics(args.topics or list(topics.NAMES), Path(tmp)).items()
-                for m, verdict in ((next(m for m in topics.mistakes(topic) if m.id == i), v)
+                for m, verdict in ((next(m for m in topics.catalogue(topic) if m.id == i), v)
                                    for i, v in verdicts.items())]
     for row in rows:
         print(row.line())
+    for topic in args.topics or topics.NAMES:
+        print(f"{topic:16} {len(topics.mistakes(topic)):4} single mistakes {len(topics.combinations(topic)):3} combinations")
+    print(f"{'all':16} {sum(len(topics.mistakes(t)) for t in topics.NAMES):4} single mistakes "
+          f"{sum(len(topics.combinations(t)) for t in topics.NAMES):3} combinations")
     good = sum(row.ok for row in rows)
     print(f"self-diagnosis: {good} of {len(rows)} catalogued mistakes ({100 * good / max(len(rows), 1):.0f}%) "
           "graded alone are named as themselves and nothing else, in one block")

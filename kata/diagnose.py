@@ -590,7 +590,8 @@ def mistake(topic: str, qualified: str) -> topics.Mistake | None:
 
 @functools.lru_cache(maxsize=None)
 def _catalog(topic: str) -> tuple:
-    return tuple(topics.mistakes(topic))
+    """The topic's single mistakes, then its combinations (each its own patch)."""
+    return tuple(topics.catalogue(topic))
 
 
 def title(topic: str, qualified: str) -> str:
@@ -620,8 +621,8 @@ def causes(records: list, topic: str) -> list:
         if not r.passed:
             for m in r.matches or ():
                 explained.setdefault(m, set()).add(r.name)
-    combined = {m.id for t in (topic, *topics.get(topic).uses) for m in topics.mistakes(t) if getattr(m, 'combines', ())}
-    combined |= {f"{t}/{m}" for t in topics.get(topic).uses for m in combined}
+    combined = {m.id for m in _catalog(topic) if m.combines}
+    combined |= {f"{t}/{m.id}" for t in topics.get(topic).uses for m in _catalog(t) if m.combines}
     uncovered = set().union(*explained.values()) if explained else set()
     chosen = []
     for pool in ([m for m in explained if m not in combined], [m for m in explained if m in combined]):
@@ -630,7 +631,7 @@ def causes(records: list, topic: str) -> list:
             if best is None or not explained[best] & uncovered:
                 break
             alike = [m for m in pool if explained[m] == explained[best]]
-            order = [m.id for m in topics.mistakes(topic)]
+            order = [m.id for m in _catalog(topic)]
             alike.sort(key=lambda m: order.index(m) if m in order else len(order))
             names = [r.name for r in records if r.name in explained[best]]
             chosen.append(Cause(alike, names))

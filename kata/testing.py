@@ -1,12 +1,11 @@
 """Assertions that teach, shared by the topic tests.
 
-Every check names the call, what came back, what was expected and, where the value matches a
-known wrong answer (a *suspect*), the mistake in the lecture's terms. The mistake's id travels as
-a field of the failure (kata/failure.py), so the grader can show its explanation from
-kata/hints/<topic>.toml.
+Every check names the call, what came back and what was expected. Which catalogued mistake a
+failure behaves like is the grader's business (kata/hints/<topic>.toml), not the tests': no test
+carries a mistake's prose.
 
 Tests never compare with solutions/: expected values come from torch or from a formula written
-in the test, and suspects are formulas too. Values come back from the learner process as plain
+in the test. Values come back from the learner process as plain
 data (kata/remote.py): floats as floats, tensors as tensors, learner objects as handles.
 """
 from __future__ import annotations
@@ -16,7 +15,6 @@ import math
 import os
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 
@@ -39,9 +37,9 @@ def seed_for(key: str) -> int:
     return (base_seed() * 1_000_003 + zlib.crc32(key.encode())) % (2**63)
 
 
-def fail(message: str, mistake: str | None = None) -> None:
+def fail(message: str) -> None:
     __tracebackhide__ = True  # plain pytest shows the lesson, not this helper's frame
-    raise KataFailure(message, mistake)
+    raise KataFailure(message)
 
 
 # ---------------------------------------------------------------- describing values
@@ -80,14 +78,13 @@ def fmt(value) -> str:
 
 
 # ---------------------------------------------------------------- types
-def expect_float(out, call: str, mistake: str | None = None) -> float:
+def expect_float(out, call: str) -> float:
     """The contract says a float (numpy.float64 and other float subclasses cross the boundary as
     their value); a tensor, even a 0-dim one, is not a float."""
     __tracebackhide__ = True
     if not isinstance(out, float) or isinstance(out, bool):
         hint = " Use .item() to turn a one-element tensor into a float." if isinstance(out, torch.Tensor) else ""
-        fail(f"{call} returned {type_name(out)} {safe_repr(out)}, expected a Python float.{hint}",
-             mistake if isinstance(out, torch.Tensor) else None)
+        fail(f"{call} returned {type_name(out)} {safe_repr(out)}, expected a Python float.{hint}")
     return float(out)
 
 
@@ -103,26 +100,28 @@ def expect_tensor(out, call: str, shape=None, dtype=None) -> torch.Tensor:
     return out
 
 
+def expect_like(out, expected, call: str) -> None:
+    """`out` is of `expected`'s kind: a float, or a tensor of its shape and dtype. The hygiene tests'
+    check of what a call returns under each global state: its value is the other tests' lesson."""
+    __tracebackhide__ = True
+    if isinstance(expected, float):
+        expect_float(out, call)
+    else:
+        expect_tensor(out, call, shape=expected.shape, dtype=expected.dtype)
+
+
 # ---------------------------------------------------------------- values
-@dataclass(frozen=True)
-class Suspect:
-    """A known wrong answer: if the learner's value matches `value`, the message says `why`."""
-    id: str
-    value: object
-    why: str
-
-
 def _close(a, b, rtol: float, atol: float) -> bool:
     a = torch.as_tensor(a, dtype=torch.float64)
     b = torch.as_tensor(b, dtype=torch.float64)
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=rtol, atol=atol))
 
 
-def expect_close(out, expected, *, call: str, what: str = "returned", why: str = "",
-                 suspects=(), rtol: float = 1e-6, atol: float = 1e-6) -> None:
-    """`out` equals `expected` (a float or a tensor from torch or a formula) within rtol/atol.
-    Floats must be floats and tensors tensors of the expected shape. On a mismatch, a matching
-    suspect names the mistake."""
+def expect_close(out, expected, *, call: str, rtol: float, atol: float, what: str = "returned",
+                 why: str = "") -> None:
+    """`out` equals `expected` (a float or a tensor from torch or a formula) within rtol/atol, which
+    every call states (they follow the dtype: F64_TOL for float64). Floats must be floats and
+    tensors tensors of the expected shape."""
     __tracebackhide__ = True
     if isinstance(expected, float):
         expect_float(out, call)
@@ -137,17 +136,14 @@ def expect_close(out, expected, *, call: str, what: str = "returned", why: str =
         index = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
         message += (f"; largest difference at {list(index)}: got {out[index].item():.6g}, "
                     f"expected {expected[index].item():.6g}")
-    for suspect in suspects:
-        if _close(out.detach() if isinstance(out, torch.Tensor) else out, suspect.value, rtol, atol):
-            fail(f"{message}: {suspect.why}", mistake=suspect.id)
     fail(message + (f": {why}" if why else ""))
 
 
-def expect(condition: bool, message: str, mistake: str | None = None) -> None:
+def expect(condition: bool, message: str) -> None:
     """A plain check with a teaching message (for properties that are not one value)."""
     __tracebackhide__ = True
     if not condition:
-        fail(message, mistake)
+        fail(message)
 
 
 @contextmanager
@@ -173,7 +169,7 @@ def inputs_unchanged(call: str, **inputs):
         if not _same(_snapshot(value), before[name]):
             fail(f"{call} changed its argument {name} in place; the contract says every function "
                  "returns new tensors and leaves its inputs unchanged (x -= mean or W *= scale "
-                 "rewrite the caller's tensor: write y = x - mean instead)", mistake="in_place")
+                 "rewrite the caller's tensor: write y = x - mean instead)")
 
 
 def _snapshot(value):
@@ -201,7 +197,7 @@ def expect_new_tensor(out, call: str, **inputs) -> None:
             if out is value or shares_memory_with(out, value) \
                     or out.untyped_storage().data_ptr() == value.untyped_storage().data_ptr():
                 fail(f"{call} returned its argument {name} itself (or a view of it), expected a new "
-                     "tensor: the caller's tensor would change whenever yours does", mistake="in_place")
+                     "tensor: the caller's tensor would change whenever yours does")
 
 
 # ---------------------------------------------------------------- global state
@@ -218,12 +214,10 @@ def expect_global_state_kept(run, call: str, check) -> None:
                 grad_after, dtype_after = torch.is_grad_enabled(), torch.get_default_dtype()
                 expect(grad_after == grad,
                        f"{call} {state} left autograd {'on' if grad_after else 'off'}: use `with torch.no_grad():` "
-                       "(it restores the mode on the way out), not torch.set_grad_enabled(False) on its own",
-                       mistake="grad_mode_changed")
+                       "(it restores the mode on the way out), not torch.set_grad_enabled(False) on its own")
                 expect(dtype_after == dtype,
                        f"{call} {state} left the default dtype {dtype_after}: create tensors with dtype=... "
-                       "instead of torch.set_default_dtype, which changes every later tensor of the program",
-                       mistake="default_dtype_changed")
+                       "instead of torch.set_default_dtype, which changes every later tensor of the program")
                 check(out)
 
 
@@ -238,7 +232,7 @@ def expect_global_rng_untouched(run, call: str, gen: torch.Generator) -> None:
         after = torch.get_rng_state()
     expect(torch.equal(after, before),
            f"{call} moved torch's global random generator although a generator was given: draw with "
-           "torch.randn(..., generator=generator), and do not call torch.manual_seed", mistake="global_rng_used")
+           "torch.randn(..., generator=generator), and do not call torch.manual_seed")
 
 
 # ---------------------------------------------------------------- no shortcuts
@@ -283,4 +277,4 @@ def expect_no_shortcut_source(impl, topic: str) -> None:
     for dotted, line in _dotted_names(tree):
         for name in rule.source:
             if _mentions(dotted, name):
-                fail(f"{where}:{line} uses {dotted}: {rule.message(topic)}", mistake="shortcut")
+                fail(f"{where}:{line} uses {dotted}: {rule.message(topic)}")

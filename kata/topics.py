@@ -53,13 +53,22 @@ _BY_NAME = {t.name: t for t in TOPICS}
 @dataclass(frozen=True)
 class Mistake:
     """A realistic wrong implementation: `patch` turns the reference into it (each `find` must occur
-    exactly once in solutions/<topic>.py); a test that recognises it names it in the failure's `mistake` field."""
+    exactly once in solutions/<topic>.py).
+
+    A single mistake has its own title and explanation, or takes them from the entry named by `see`
+    ("topic/id": one mistake of two topics, explained once). A combination (`combines`: the ids of
+    two single mistakes of the same topic, which a learner plausibly makes together) has its own
+    patch, since patches do not always compose, and its id, title and explanation come from its
+    parts. `same_as`: the id of a mistake that behaves exactly like this one on every test."""
     topic: str
     id: str
     title: str
     explain: str
     patch: tuple[tuple[str, str], ...]
-    named: bool  # True: some failure must name it (KataFailure.mistake)
+    where: str = ""                # where a learner makes it: the lecture's line, a viewer question, a slip
+    see: str = ""                  # "topic/id" whose title and explanation this mistake shares
+    combines: tuple[str, ...] = () # the single mistakes a combination is made of, in the catalog's order
+    same_as: str = ""              # a mistake of this topic that no test can tell apart from this one
 
 
 @dataclass(frozen=True)
@@ -123,17 +132,55 @@ def hints(name: str) -> list[str]:
 
 
 def mistakes(name: str) -> list[Mistake]:
-    return [
-        Mistake(
-            topic=name,
-            id=m["id"],
-            title=m["title"],
-            explain=m["explain"].strip(),
-            patch=tuple((p["find"], p["replace"]) for p in m["patch"]),
-            named=m.get("named", True),
-        )
-        for m in _content(name).get("mistakes", [])
-    ]
+    """The topic's single mistakes, in the catalog's order (combinations: `combinations`)."""
+    return [m for m in catalogue(name) if not m.combines]
+
+
+def combinations(name: str) -> list[Mistake]:
+    """The topic's listed pairs of mistakes, each with its own patch."""
+    return [m for m in catalogue(name) if m.combines]
+
+
+def catalogue(name: str) -> list[Mistake]:
+    """Every catalogued mistake of a topic: the single ones, then the combinations."""
+    entries = _content(name).get("mistakes", [])
+    singles = {e["id"]: _single(name, e) for e in entries if "combines" not in e}
+    if len(singles) != sum("combines" not in e for e in entries):
+        raise ValueError(f"kata/hints/{name}.toml: mistake ids repeat")
+    pairs = [_combination(name, e, singles) for e in entries if "combines" in e]
+    found = [*singles.values(), *pairs]
+    ids = {m.id for m in found}
+    for m in found:
+        if m.same_as and m.same_as not in ids:
+            raise ValueError(f"{name}/{m.id}: same_as names {m.same_as!r}, which the catalog does not hold")
+    return found
+
+
+def _patch(entry: dict) -> tuple[tuple[str, str], ...]:
+    return tuple((p["find"], p["replace"]) for p in entry["patch"])
+
+
+def _single(name: str, entry: dict) -> Mistake:
+    words = entry
+    if "see" in entry:  # the words live in the other topic's catalog, written once
+        if "title" in entry or "explain" in entry:
+            raise ValueError(f"{name}/{entry['id']}: an entry with `see` takes its title and explanation from there")
+        other_topic, _, other_id = entry["see"].partition("/")
+        words = next((e for e in _content(other_topic).get("mistakes", []) if e.get("id") == other_id), None)
+        if words is None or "see" in words:
+            raise ValueError(f"{name}/{entry['id']}: see = {entry['see']!r} names no entry with its own words")
+    return Mistake(topic=name, id=entry["id"], title=words["title"], explain=words["explain"].strip(),
+                   patch=_patch(entry), where=entry.get("where", ""), see=entry.get("see", ""),
+                   same_as=entry.get("same_as", ""))
+
+
+def _combination(name: str, entry: dict, singles: dict) -> Mistake:
+    parts = [singles.get(part) for part in entry["combines"]]
+    if len(parts) < 2 or None in parts:
+        raise ValueError(f"{name}: combination {entry['combines']} must name two or more single mistakes of the topic")
+    return Mistake(topic=name, id="+".join(m.id for m in parts), title=" and ".join(m.title for m in parts),
+                   explain="\n\n".join(m.explain for m in parts), patch=_patch(entry),
+                   combines=tuple(m.id for m in parts), same_as=entry.get("same_as", ""))
 
 
 def notes(name: str) -> str:
