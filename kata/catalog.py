@@ -153,9 +153,21 @@ class Row:
     named: list          # the causes' mistake ids, one list per cause
     blocks: int
 
+    combines: tuple = ()  # a combination's parts
+    alike: tuple = ()     # the mistakes declared indistinguishable from this one (same_as, both ways)
+
     @property
     def ok(self) -> bool:
-        return self.failing > 0 and len(self.named) == 1 and self.mistake in self.named[0] and self.blocks == 1
+        """A single mistake: named as itself (or "one of" it and a mistake declared the same),
+        nothing else, in one block. A combination: exactly its parts named, nothing unexplained."""
+        if not self.failing:
+            return False
+        if self.combines:
+            named = {part for cause in self.named for m in cause for part in m.split("+")}
+            unexplained = self.blocks - len(self.named)
+            return named == set(self.combines) and unexplained == 0
+        return len(self.named) == 1 and self.mistake in self.named[0] and self.blocks == 1 \
+            and set(self.named[0]) <= {self.mistake, *self.alike}
 
     def line(self) -> str:
         named = " + ".join("one of " + "/".join(c) if len(c) > 1 else c[0] for c in self.named) or "nothing"
@@ -171,7 +183,9 @@ def self_diagnosis(topic: str, mistake: topics.Mistake, verdict: Verdict) -> Row
     result.causes = diagnose.causes(verdict.failed, topic)
     blocks = len(result.causes) + min(scorecard.SHOWN, len(scorecard.failure_groups(
         [r for r in verdict.failed if not any(r.name in c.tests for c in result.causes)])))
-    return Row(topic, mistake.id, len(verdict.failed), verdict.passed, [c.mistakes for c in result.causes], blocks)
+    alike = {m.id for m in topics.catalogue(topic) if m.same_as == mistake.id} | ({mistake.same_as} - {""})
+    return Row(topic, mistake.id, len(verdict.failed), verdict.passed, [c.mistakes for c in result.causes], blocks,
+               mistake.combines, tuple(alike))
 
 
 if __name__ == "__main__":

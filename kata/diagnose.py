@@ -48,7 +48,7 @@ FLOAT_RTOL = 1e-6
 # sigma * sqrt(2/n) in the mean and sigma * sqrt(1/n) in the std (the std of a sample std is
 # sigma / sqrt(2n)); 6 of those is a bound a correct comparison exceeds with odds below 1e-8
 SIGMAS = 6.0
-MIN_DRAWS = 100  # below this a statistic says too little: the values must match instead
+MIN_DRAWS = 20  # below this a statistic says too little: the values must match instead
 
 
 # ---------------------------------------------------------------- the candidates
@@ -136,8 +136,7 @@ class Replayer:
             reply["called_back"] = watcher.called_back
             got = (reply, [bytes(b) for b in decoder.blobs])
             replies.append(got)
-            if not _learn_handles(ex, got, handles):
-                return None
+            _learn_handles(ex, got, handles)
         proc.release.extend(handles.values())
         return replies
 
@@ -177,15 +176,12 @@ def _retarget(header: dict, impl: str, handles: dict) -> dict | None:
     return None if missing else out
 
 
-def _learn_handles(ex, got, handles: dict) -> bool:
-    """Pair the handles of the learner's reply with the replay's, in order of appearance."""
-    mine, theirs = _refs(ex.reply), _refs(got[0])
-    if len(mine) != len(theirs):
-        return False
-    for a, b in zip(mine, theirs):
-        if handles.setdefault(a, b) != b:
-            return False
-    return True
+def _learn_handles(ex, got, handles: dict) -> None:
+    """Pair the handles of the learner's reply with the replay's, in order of appearance, for the
+    requests that pass them on. Whether the replies agree is judged later (same_reply); a request
+    naming an object the replay did not make ends the replay (_retarget)."""
+    for a, b in zip(_refs(ex.reply), _refs(got[0])):
+        handles.setdefault(a, b)
 
 
 def _refs(obj) -> list:
@@ -249,6 +245,7 @@ def same_reply(learner, replay, request, pairing: _Pairing, random: bool = True)
         return False
     sa, sb = a.get("state") or {}, b.get("state") or {}
     return (sa.get("grad") == sb.get("grad") and sa.get("dtype") == sb.get("dtype")
+            and ("rng" in sa) == ("rng" in sb)  # the global generator moved, or not
             and (request.called_back or []) == (b.get("called_back") or [])
             and bool(a.get("shortcut")) == bool(b.get("shortcut"))
             and _moved_generators(a, a_blobs, request) == _moved_generators(b, b_blobs, request))
@@ -376,7 +373,19 @@ def _same_tape(tape: list, replies: list | None) -> int:
         return EXACT
     pairing = _Pairing()
     alike = all(same_reply((ex.reply, ex.reply_blobs), got, ex, pairing) for ex, got in zip(tape, replies))
-    return DRAWN_ALIKE if alike else NO
+    repeats = _repeats([(ex.reply, ex.reply_blobs) for ex in tape]) == _repeats(replies)
+    return DRAWN_ALIKE if alike and repeats else NO
+
+
+def _repeats(replies: list) -> list:
+    """Which replies repeat an earlier one byte for byte: the relation between draws that a test of
+    seeding reads (the same seed twice, the same weights; another seed, others), which statistics of
+    each draw alone cannot see."""
+    seen, out = {}, []
+    for header, blobs in replies:
+        digest = hashlib.sha256(b"".join(blobs)).hexdigest() if blobs else None
+        out.append(seen.setdefault(digest, len(seen)) if digest else None)
+    return out
 
 
 # ---------------------------------------------------------------- the cache
@@ -444,8 +453,9 @@ class Cache:
             h.update(json.dumps(_retarget(ex.header, "IMPL", handles), sort_keys=True).encode())
             for blob in [*ex.blobs, ex.rng]:
                 h.update(hashlib.sha256(blob).digest())
-            for i in _refs(ex.reply or {}):
-                handles.setdefault(i, len(handles))
+            for i in _refs(ex.reply or {}):  # which objects later requests can name: part of the key
+                h.update(str(handles.setdefault(i, len(handles))).encode())
+            h.update(b"|")
         if replies:
             for ex, (header, blobs) in zip(tape, _canonical([(ex.reply, ex.reply_blobs) for ex in tape])):
                 h.update(json.dumps([header, ex.called_back], sort_keys=True).encode())
@@ -613,31 +623,51 @@ def causes(records: list, topic: str) -> list:
     Mistakes that explain exactly the same tests are one cause ("one of"). A mistake is chosen by
     the failing tests it explains that no chosen cause explains yet, so where two match one test
     the tests only one of them explains decide, and a mistake whose tests another already explains
-    is not named. Combinations (catalog entries that combine two mistakes) are tried only for the
-    tests no single mistake explains."""
+    is not named. Combinations (catalog entries that make two mistakes at once) are tried only for
+    the tests no single mistake explains; a combination explains too what either of its parts
+    explains alone (a test where one of the two makes no difference), and replaces those parts."""
     from kata.results import Cause
     explained: dict[str, set] = {}
     for r in records:
         if not r.passed:
             for m in r.matches or ():
                 explained.setdefault(m, set()).add(r.name)
-    combined = {m.id for m in _catalog(topic) if m.combines}
-    combined |= {f"{t}/{m.id}" for t in topics.get(topic).uses for m in _catalog(t) if m.combines}
-    uncovered = set().union(*explained.values()) if explained else set()
-    chosen = []
-    for pool in ([m for m in explained if m not in combined], [m for m in explained if m in combined]):
-        while uncovered:
-            best = max(pool, key=lambda m: (len(explained[m] & uncovered), len(explained[m])), default=None)
-            if best is None or not explained[best] & uncovered:
-                break
-            alike = [m for m in pool if explained[m] == explained[best]]
-            order = [m.id for m in _catalog(topic)]
-            alike.sort(key=lambda m: order.index(m) if m in order else len(order))
-            names = [r.name for r in records if r.name in explained[best]]
-            chosen.append(Cause(alike, names))
-            uncovered -= explained[best]
-            pool = [m for m in pool if m not in alike]
+    parts = _parts(topic)
+    singles = [m for m in explained if m not in parts]
+    chosen, uncovered = _greedy(singles, explained, set().union(*explained.values()) if explained else set(), topic)
+    combos = {c: explained[c].union(*(explained.get(p, set()) for p in parts[c])) for c in explained if c in parts}
+    while uncovered:
+        best = max(combos, key=lambda c: (len(explained[c] & uncovered), len(combos[c])), default=None)
+        if best is None or not explained[best] & uncovered:
+            break
+        chosen = [c for c in chosen if not set(c.tests) <= combos[best]]
+        chosen.append(Cause([best], [r.name for r in records if r.name in combos[best]]))
+        uncovered -= combos.pop(best)
     return sorted(chosen, key=lambda c: -len(c.tests))
+
+
+def _greedy(pool: list, explained: dict, uncovered: set, topic: str) -> tuple[list, set]:
+    from kata.results import Cause
+    order = {m: k for k, m in enumerate(c.id for c in candidates(topic))}
+    chosen = []
+    while uncovered:
+        best = max(pool, key=lambda m: (len(explained[m] & uncovered), len(explained[m])), default=None)
+        if best is None or not explained[best] & uncovered:
+            break
+        alike = sorted((m for m in pool if explained[m] == explained[best]), key=lambda m: order.get(m, len(order)))
+        chosen.append(Cause(alike, sorted(explained[best])))
+        uncovered = uncovered - explained[best]
+        pool = [m for m in pool if m not in alike]
+    return chosen, uncovered
+
+
+def _parts(topic: str) -> dict:
+    """{combination's qualified id: the qualified ids of its parts}, for the topic and those it uses."""
+    out = {}
+    for t in (topic, *topics.get(topic).uses):
+        prefix = "" if t == topic else f"{t}/"
+        out.update({prefix + m.id: [prefix + p for p in m.combines] for m in _catalog(t) if m.combines})
+    return out
 
 
 def _trusted_process():

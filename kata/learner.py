@@ -171,6 +171,7 @@ class Server:
         value = None
         try:
             rng_before = enter_state(header.get("state", {}), blobs)
+            hidden = self.module_generators()
             with _blocked(topic, record):
                 if op == "call":
                     value = target(*args, **kwargs)
@@ -192,6 +193,8 @@ class Server:
         if rng is not None:
             encoder.blobs.append(rng)
             after["rng"] = len(encoder.blobs) - 1
+        if "hidden" in locals() and hidden != self.module_generators():
+            after["hidden_rng"] = True  # a generator a learner module keeps (the lecture's global g) drew
         result["state"] = after
         if record["shortcut"]:
             result["shortcut"] = record["shortcut"]
@@ -204,6 +207,12 @@ class Server:
             result["gens"].append([k, len(encoder.blobs) - 1])
         self.kept = (value, args, kwargs)  # alive until the next reply: the ids sent stay unique
         return result, encoder
+
+    def module_generators(self) -> list:
+        """The states of the torch.Generators the loaded modules keep as globals (the lecture's
+        `g`): a call that draws from one is random although no generator crossed the boundary."""
+        return [g.get_state() for module in self.modules.values() for g in vars(module).values()
+                if isinstance(g, torch.Generator)]
 
     def as_handle(self, value) -> wire.Ref:
         """Anything that is not plain data stays here; the test process gets a handle to it."""

@@ -255,7 +255,9 @@ def test_plain_pytest_exits_non_zero_when_learner_code_exits_0(tmp_path):
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--impl", str(impl),
                                str(grading.test_file(BROKEN))], cwd=ROOT, capture_output=True, text=True, timeout=240)
         last = done.stdout.splitlines()[-1]
-        assert done.returncode == 1 and "passed" not in last and ("failed" in last or "error" in last), \
+        # returning x passes one test honestly: the hygiene check (grad mode and dtype kept), never a value
+        passes = "1 passed" in last if case == "patch_pytest_reports" else "passed" not in last
+        assert done.returncode == 1 and passes and ("failed" in last or "error" in last), \
             f"{case}: exit {done.returncode}\n{done.stdout[-1500:]}"
 
 
@@ -439,7 +441,8 @@ def test_check_grades_functions_defined_in_the_main_program(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     last = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
     assert last == [f"RESULT True {topics.get(BROKEN).points} False 0 False"], done.stdout[-3000:] + done.stderr[-2000:]
-    assert "unbiased variance" in done.stdout and "define BatchNorm1d and Tanh in a cell" in done.stdout, done.stdout
+    # naming the unbiased variance is the diagnosis engine's (issue 13); the tests no longer do
+    assert "define BatchNorm1d and Tanh in a cell" in done.stdout, done.stdout
 
 
 NO_GRAD_FORGED = '''import torch
