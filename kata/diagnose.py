@@ -296,8 +296,11 @@ def _moved_generators(reply: dict, blobs: list, request) -> frozenset:
 
 
 def _drew(reply: dict, blobs: list, request) -> bool:
-    """Did the call draw random numbers (the global generator moved, or one it was given)?"""
-    return "rng" in (reply.get("state") or {}) or bool(_moved_generators(reply, blobs, request))
+    """Did the call draw random numbers: the global generator moved, or one it was given, or one a
+    learner module keeps (the lecture's global g), or it read an object made by such a call?"""
+    state = reply.get("state") or {}
+    return "rng" in state or bool(state.get("hidden_rng")) or bool(_moved_generators(reply, blobs, request)) \
+        or getattr(request, "random_source", False)
 
 
 def _same(a, b, pairing: _Pairing, random: bool) -> bool:
@@ -364,9 +367,21 @@ def _ks(a: torch.Tensor, b: torch.Tensor) -> float:
 NO, DRAWN_ALIKE, EXACT = 0, 1, 2  # how a replay matches: not, random draws by statistics only, value for value
 
 
+def _mark_random_sources(tape: list) -> None:
+    """Each exchange that reads or calls an object made by a call that drew random numbers reads a
+    random value too (a Linear's weight, drawn when it was made)."""
+    random_handles: set = set()
+    for ex in tape:
+        target = ex.header.get("target") or {}
+        ex.random_source = target.get("handle") in random_handles
+        if _drew(ex.reply, ex.reply_blobs, ex):
+            random_handles.update(_refs(ex.reply))
+
+
 def _same_tape(tape: list, replies: list | None) -> int:
     if replies is None or len(replies) != len(tape):
         return NO
+    _mark_random_sources(tape)
     pairing = _Pairing()
     exact = all(same_reply((ex.reply, ex.reply_blobs), got, ex, pairing, random=False) for ex, got in zip(tape, replies))
     if exact:

@@ -211,7 +211,7 @@ class Server:
     def module_generators(self) -> list:
         """The states of the torch.Generators the loaded modules keep as globals (the lecture's
         `g`): a call that draws from one is random although no generator crossed the boundary."""
-        return [g.get_state() for module in self.modules.values() for g in vars(module).values()
+        return [g.get_state().numpy().tobytes() for module in self.modules.values() for g in vars(module).values()
                 if isinstance(g, torch.Generator)]
 
     def as_handle(self, value) -> wire.Ref:
