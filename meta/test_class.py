@@ -1,0 +1,420 @@
+"""Grading a class (kata/classroom.py, kata/classpage.py): a synthetic class whose mistakes were
+planted from the catalog, resuming, a Gradescope export, and the page in a real browser.
+
+The synthetic class: CLASS_SIZE students, each the reference with 0 to 3 catalogued mistakes
+(kata.catalog.apply), at most one per topic (so at most one per function), plus one student whose
+code hangs, one whose code crashes its learner process, one with a syntax error and one that tries
+a forgery. Expected points and statuses come from what was planted, never from a grading run;
+the one exception is which modules mistakes also fail bias_redundancy (which builds its layers
+from the student's modules.py): that is asked of the topic tests directly (kata.catalog.run_tests).
+
+Expectations that need the diagnosis (causes in the report; kata/diagnose.py) are in the tests
+marked NEEDS_DIAGNOSIS: they skip, saying so, until the diagnosis is there.
+"""
+import csv
+import html.parser
+import importlib.util
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from kata import catalog, classpage, classroom, gradescope, topics
+from kata.loader import BUILTIN, ROOT
+from kata.testing import base_seed
+
+pytestmark = pytest.mark.timeout(600)
+
+CLASS_SIZE = 60  # about 70 s on 2 cores with --jobs 2 (the class, then one rerun)
+JOBS = 2
+NEEDS_DIAGNOSIS = pytest.mark.skipif(importlib.util.find_spec("kata.diagnose") is None,
+                                     reason="needs the diagnosis (kata/diagnose.py fills the report's causes): "
+                                            "not merged yet")
+
+SPECIAL = {  # student: (topic, the file's text appended to the reference, the status it must get)
+    "zz-hangs": ("batchnorm", "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n    while True:\n        pass\n",
+                 "timed out"),
+    "zz-crashes": ("kaiming", "def kaiming_std(fan_in, nonlinearity='tanh'):\n    import ctypes\n"
+                              "    return ctypes.string_at(0)\n", None),
+    "zz-syntax": ("running_stats", "def ema_update(running, batch_stat, momentum=0.001:\n    return running\n",
+                  "syntax error"),
+    "zz-forges": ("no_grad", "import _pytest.reports\n"
+                             "_made = _pytest.reports.TestReport.from_item_and_call.__func__\n"
+                             "def _passed(cls, item, call):\n"
+                             "    report = _made(cls, item, call)\n"
+                             "    report.outcome, report.longrepr = 'passed', None\n"
+                             "    return report\n"
+                             "_pytest.reports.TestReport.from_item_and_call = classmethod(_passed)\n"
+                             "def split_loss(forward, X, Y):\n    return 0.0\n", None),
+}
+
+
+def reference(topic: str) -> str:
+    return (BUILTIN["solutions"] / f"{topic}.py").read_text(encoding="utf-8")
+
+
+def plantable(topic: str) -> list:
+    """Mistakes a failure names (catalog `named`): the ones the kata tells apart on its own."""
+    return [m for m in topics.mistakes(topic) if m.named]
+
+
+def write_student(folder: Path, texts: dict, layout: int) -> None:
+    """The twelve topic files in one of three layouts: flat, in a subfolder, or split across two."""
+    for k, (topic, text) in enumerate(sorted(texts.items())):
+        where = folder / ("" if layout == 0 else "work" if layout == 1 else ("a" if k % 2 else "b/c"))
+        where.mkdir(parents=True, exist_ok=True)
+        (where / f"{topic}.py").write_text(text, encoding="utf-8")
+    (folder / "notes.txt").write_text("not a topic file\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """The class folder and what was planted: {student: {topic: mistake}}."""
+    rng = random.Random(base_seed() * 7919 + 15)
+    root = tmp_path_factory.mktemp("class") / "submissions"
+    plan = {}
+    for k in range(CLASS_SIZE):
+        student = f"s{k:03d}"
+        chosen = rng.sample(topics.NAMES, rng.randint(0, 3))
+        plan[student] = {t: rng.choice(plantable(t)) for t in chosen}
+        texts = {t: reference(t) for t in topics.NAMES}
+        for t, m in plan[student].items():
+            texts[t] = catalog.apply(m, texts[t])
+        write_student(root / student, texts, k % 3)
+    for student, (topic, text, _) in SPECIAL.items():
+        texts = {t: reference(t) for t in topics.NAMES}
+        texts[topic] += "\n" + text
+        write_student(root / student, texts, 0)
+    return root, plan
+
+
+@pytest.fixture(scope="module")
+def breaks_dependent(planted, tmp_path_factory):
+    """{modules mistake id: True when bias_redundancy's tests fail with it}, from the topic tests."""
+    _, plan = planted
+    ids = sorted({m.id for mistakes in plan.values() for t, m in mistakes.items() if t == "modules"})
+    if not ids:
+        return {}
+    work = tmp_path_factory.mktemp("dependent")
+    by_id = {m.id: m for m in topics.mistakes("modules")}
+    folders = [catalog.build(by_id[i], work / f"m_{i}") for i in ids]
+    verdicts = catalog.run_tests([ROOT / "tests" / "test_bias_redundancy.py"], folders, work,
+                                 topics_of=["bias_redundancy"] * len(folders))
+    return {i: bool(verdicts[f"m_{i}"].failed) for i in ids}
+
+
+@pytest.fixture(scope="module")
+def graded(planted, tmp_path_factory):
+    root, _ = planted
+    out = tmp_path_factory.mktemp("report")
+    first = classroom.grade_class(root, out, JOBS, progress=False)
+    second = classroom.grade_class(root, out, JOBS, progress=False)
+    return out, first, second
+
+
+def expected_points(plan: dict, student: str, breaks: dict) -> dict:
+    points = {t: topics.get(t).points for t in topics.NAMES}
+    if student in SPECIAL:
+        points[SPECIAL[student][0]] = 0
+        return points
+    for t, m in plan[student].items():
+        points[t] = 0
+        if t == "modules" and breaks[m.id]:
+            points["bias_redundancy"] = 0
+    return points
+
+
+def read_grades(out: Path) -> dict:
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def test_grades_csv_has_the_planted_points_and_statuses_of_every_student(planted, graded, breaks_dependent):
+    _, plan = planted
+    out, first, _ = graded
+    rows = read_grades(out)
+    assert set(rows) == set(plan) | set(SPECIAL), f"grades.csv students: {sorted(rows)}"
+    wrong = []
+    for student, row in rows.items():
+        want = expected_points(plan, student, breaks_dependent)
+        got = {t: int(row[t]) for t in topics.NAMES}
+        if got != want or int(row["total"]) != sum(want.values()):
+            wrong.append(f"{student}: planted {sorted((t, m.id) for t, m in plan.get(student, {}).items())}, "
+                         f"points {got} (total {row['total']}), expected {want}")
+        for t in topics.NAMES:
+            status = row[f"{t} status"]
+            planted_here = t in plan.get(student, {}) or (student in SPECIAL and SPECIAL[student][0] == t)
+            if not planted_here and want[t] and status != "passed":
+                wrong.append(f"{student}: {t} status {status!r}, expected 'passed' (nothing planted)")
+            if planted_here and student not in SPECIAL and status != "failing":
+                wrong.append(f"{student}: {t} status {status!r}, expected 'failing' ({plan[student][t].id} planted)")
+    for student, (topic, _, status) in SPECIAL.items():
+        got = rows[student][f"{topic} status"]
+        if (status and got != status) or got == "passed":
+            wrong.append(f"{student}: {topic} status {got!r}, expected {status or 'not passed'!r}")
+    assert not wrong, "\n".join(wrong[:20])
+    assert all(r["outcome"] == classroom.GRADED for r in first.students.values()), \
+        [(s, r["outcome"], r["why"]) for s, r in first.students.items() if r["outcome"] != classroom.GRADED]
+
+
+def test_the_crash_and_the_hang_are_reported_for_their_topic_only(graded):
+    out, _, _ = graded
+    report = json.loads((out / "results.json").read_text())["students"]
+    page = classpage.stats(report)
+    unfinished = {(s, t) for s, t, _, _ in page.unfinished}
+    assert ("zz-hangs", "batchnorm") in unfinished, f"the hang is not listed as unfinished: {page.unfinished}"
+    assert report["zz-crashes"]["topics"]["kaiming"]["status"] != "passed"
+    assert report["zz-crashes"]["topics"]["modules"]["status"] == "passed", "a crash reached another topic"
+
+
+def test_results_json_holds_each_students_report_structure(graded):
+    out, first, _ = graded
+    data = json.loads((out / "results.json").read_text())
+    assert set(data["students"]) == set(first.students)
+    for student, report in data["students"].items():
+        assert {"mode", "kata", "torch", "seed", "topics", "outcome"} <= set(report), (student, sorted(report))
+        assert list(report["topics"]) == list(topics.NAMES)
+        for name, entry in report["topics"].items():
+            assert {"status", "score", "max_score", "causes", "unexplained", "blocks", "review"} <= set(entry), \
+                (student, name, sorted(entry))
+
+
+@NEEDS_DIAGNOSIS
+def test_the_reports_mistake_counts_are_the_planted_ones(planted, graded):
+    """Each planted mistake counted once, under its own topic (a modules mistake that fails
+    bias_redundancy too is counted under modules), and nothing else."""
+    _, plan = planted
+    out, _, _ = graded
+    students = json.loads((out / "results.json").read_text())["students"]
+    want: dict = {}
+    for mistakes in plan.values():
+        for t, m in mistakes.items():
+            want[(t, m.id)] = want.get((t, m.id), 0) + 1
+    got = {k: v for k, v in classpage.mistake_counts(students).items()}
+    assert got == want, f"counted {sorted(got.items())}\nplanted {sorted(want.items())}"
+
+
+def test_a_second_run_grades_nothing_new_and_writes_the_same_grades(graded, planted, tmp_path):
+    out, first, second = graded
+    assert first.graded == CLASS_SIZE + len(SPECIAL) and second.graded == 0, (first.graded, second.graded)
+    assert second.students == first.students
+    root, _ = planted
+    changed = tmp_path / "class"
+    shutil.copytree(root, changed)
+    shutil.copytree(out / "store", tmp_path / "out" / "store")
+    target = next((changed / "s000").rglob("saturation.py"))
+    target.write_text(target.read_text() + "\n# edited\n")
+    third = classroom.grade_class(changed, tmp_path / "out", JOBS, progress=False)
+    assert third.graded == 1, f"one changed submission, {third.graded} graded"
+
+
+# ---------------------------------------------------------------- limits of one submission
+def test_a_submission_past_its_limit_is_stopped_and_reported(tmp_path):
+    files = {t: str(BUILTIN["solutions"] / f"{t}.py") for t in topics.NAMES}
+    entry = classroom.grade_one(files, timeout=3.0, limit=0.5)
+    assert entry["outcome"] == classroom.TIMED_OUT and "0.5 s" in entry["why"], entry["why"]
+    assert all(e["score"] == 0 and e["status"] == "error" for e in entry["report"]["topics"].values())
+
+
+def test_a_grading_child_that_dies_is_reported_as_crashed(tmp_path):
+    entry = classroom.grade_one({"batchnorm": str(tmp_path / "gone.py")}, timeout=3.0, limit=60)
+    assert entry["outcome"] == classroom.CRASHED and "exit status 70" in entry["why"], entry
+
+
+def test_a_submission_that_fills_memory_fails_that_topic_only(tmp_path):
+    impl = tmp_path / "impl"
+    shutil.copytree(BUILTIN["solutions"], impl)
+    (impl / "saturation.py").write_text(reference("saturation") + "\n_hog = []\n"
+                                        "def saturation_fraction(h, threshold=0.99):\n"
+                                        "    while True:\n        _hog.append(bytearray(1 << 26))\n")
+    files = {t: str(impl / f"{t}.py") for t in topics.NAMES}
+    entry = classroom.grade_one(files, timeout=3.0, limit=120, memory=4 << 30)
+    assert entry["outcome"] == classroom.GRADED, entry["why"]
+    statuses = {t: e["status"] for t, e in entry["report"]["topics"].items()}
+    assert statuses["saturation"] != "passed" and statuses["kaiming"] == "passed", statuses
+
+
+# ---------------------------------------------------------------- inputs and privacy
+def test_a_zip_of_the_class_folder_gives_the_same_students(tmp_path):
+    root = tmp_path / "myclass"
+    write_student(root / "ann", {"batchnorm": reference("batchnorm")}, 1)
+    write_student(root / "ben", {"kaiming": reference("kaiming")}, 2)
+    archive = shutil.make_archive(str(tmp_path / "myclass"), "zip", tmp_path, "myclass")
+    found = classroom.discover(Path(archive), tmp_path / "work")
+    assert [(s.student, sorted(s.files)) for s in found] == [("ann", ["batchnorm"]), ("ben", ["kaiming"])]
+
+
+def test_anonymize_leaves_no_student_id_in_any_output(tmp_path):
+    root = tmp_path / "names"
+    for name in ("alice_smith", "bob_jones"):
+        write_student(root / name, {t: reference(t) for t in topics.NAMES}, 0)
+    out = tmp_path / "out"
+    run = classroom.grade_class(root, out, JOBS, anonymize=True, progress=False)
+    assert sorted(run.students) == ["student-1", "student-2"], sorted(run.students)
+    for name in ("grades.csv", "results.json", "index.html"):
+        text = (out / name).read_text()
+        assert "alice" not in text and "bob" not in text, f"{name} names a student"
+
+
+def test_class_with_a_path_that_does_not_exist_is_a_usage_error(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "grader.py"), "--class", str(tmp_path / "nowhere"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "neither a folder nor a zip" in done.stderr, (done.returncode, done.stderr)
+
+
+# ---------------------------------------------------------------- the export form
+EXPORT_CASES = {  # student: {topic: text}; topics not named are the reference
+    "e-clean": {},
+    "e-mistake": {"batchnorm": catalog.apply(plantable("batchnorm")[0], reference("batchnorm"))},
+    "e-syntax": {"fold_batchnorm": "def fold_batchnorm(W, b:\n"},
+    "e-missing": {"zero_init": None},
+}
+
+
+def ruby_yaml(records: dict) -> str:
+    """submission_metadata.yml as Gradescope's export writes it: Ruby symbol keys, a BigDecimal score."""
+    import yaml
+    lines = []
+    for folder, (sid, score, results) in records.items():
+        lines += [f"{folder}:", "  :submitters:", f"  - :name: Student {sid}", f"    :sid: {sid}",
+                  f"    :email: {sid}@example.edu", "  :created_at: 2026-12-01 10:00:00.000000000 -08:00",
+                  f"  :score: !ruby/object:BigDecimal 18:{score / 100:.2f}e2", "  :results:"]
+        lines += ["    " + line for line in yaml.safe_dump(results, sort_keys=False).splitlines()]
+        lines.append("  :history: []")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_gradescope_export_gives_the_report_of_grading_the_same_submissions_here(tmp_path):
+    pytest.importorskip("yaml", reason="reading a Gradescope export needs PyYAML (the [class] extra)")
+    bundle = gradescope.write_bundle(tmp_path / "autograder.zip")
+    local = tmp_path / "local"
+    records = {}
+    for k, (student, changes) in enumerate(EXPORT_CASES.items()):
+        texts = {t: reference(t) for t in topics.NAMES}
+        for t, text in changes.items():
+            if text is None:
+                del texts[t]
+            else:
+                texts[t] = text
+        write_student(local / student, texts, 1)
+        ag = tmp_path / f"ag{k}"
+        with zipfile.ZipFile(bundle) as z:
+            z.extractall(ag / "source")
+        shutil.copytree(local / student, ag / "submission")
+        done = subprocess.run(["bash", str(ag / "source" / "run_autograder")], capture_output=True, text=True,
+                              timeout=280, env={**os.environ, "AUTOGRADER_ROOT": str(ag), "PYTHON": sys.executable,
+                                                   # as meta/test_gradescope.py: pytest's temporary folders
+                                                   # are not readable by an unprivileged learner user
+                                                   "KATA_LEARNER_USER": ""})
+        results = json.loads((ag / "results" / "results.json").read_text()) if (ag / "results").is_dir() else None
+        assert results, done.stdout[-2000:] + done.stderr[-2000:]
+        records[f"submission_{1000 + k}"] = (student, results["score"], results)
+    export = tmp_path / "export.zip"
+    with zipfile.ZipFile(export, "w") as z:
+        z.writestr("assignment_42_export/submission_metadata.yml", ruby_yaml(records))
+        for folder in records:
+            z.writestr(f"assignment_42_export/{folder}/batchnorm.py", "# the submitted files are not read\n")
+    from_export = classroom.grade_class(export, tmp_path / "out-export", JOBS, progress=False)
+    from_here = classroom.grade_class(local, tmp_path / "out-local", JOBS, progress=False)
+    assert from_export.graded == 0, "an export is read, not graded"
+    assert sorted(from_export.students) == sorted(from_here.students)
+    # "kata" hashes the reference too, which the bundle leaves out: the two hashes differ by design.
+    # A learner-side message names the temporary folder the files were graded in: its name differs.
+    def same(report):
+        text = json.dumps({k: v for k, v in report.items() if k not in ("submission", "kata")}, sort_keys=True)
+        return json.loads(re.sub(r"/tmp/(submission|kata-class)-[A-Za-z0-9_]+/", "", text))
+    for student, report in from_here.students.items():
+        ours, theirs = same(report), same(from_export.students[student])
+        differ = [k for k in ours["topics"] if ours["topics"][k] != theirs["topics"][k]]
+        assert not differ and ours == theirs, f"{student}: the export's report differs from grading here in {differ}"
+    assert read_grades(tmp_path / "out-export") == read_grades(tmp_path / "out-local")
+    pages = [re.sub(r"/tmp/(submission|kata-class)-[A-Za-z0-9_]+/", "", (tmp_path / out / "index.html").read_text())
+             for out in ("out-export", "out-local")]
+    assert pages[0] == pages[1], "the export's index.html differs from the one of grading here"
+
+
+# ---------------------------------------------------------------- the page in a real browser
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class Checker(html.parser.HTMLParser):
+    """Well-formed HTML: a doctype, every element closed in order, nothing that loads from elsewhere."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.problems, self.doctype = [], [], False
+
+    def handle_decl(self, decl):
+        self.doctype = self.doctype or decl.lower() == "doctype html"
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "script":
+            self.problems.append("a <script> element")
+        for name, value in attrs:
+            if name in ("src", "href", "xlink:href") and value and not value.startswith("#"):
+                self.problems.append(f"<{tag} {name}={value!r}> refers to another file")
+        if tag not in VOID:
+            self.stack.append((tag, self.getpos()))
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.stack.pop()
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1][0] != tag:
+            self.problems.append(f"</{tag}> at {self.getpos()} closes {self.stack[-1] if self.stack else 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def validate(text: str) -> list:
+    checker = Checker()
+    checker.feed(text)
+    checker.close()
+    return checker.problems + ([] if checker.doctype else ["no <!DOCTYPE html>"]) + \
+        [f"<{tag}> opened at {pos} is never closed" for tag, pos in checker.stack]
+
+
+def chromium_requests(browser: str, page: Path, work: Path) -> tuple[list, Path]:
+    """The URLs Chromium's net log saw while it took a screenshot of `page`, and the screenshot."""
+    shot, netlog = work / "page.png", work / "netlog.json"
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={work / 'profile'}", f"--screenshot={shot}", "--window-size=1200,3000",
+                           f"--log-net-log={netlog}", page.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), f"no screenshot (exit {done.returncode}): {done.stderr[-1500:]}"
+    text = netlog.read_text(encoding="utf-8").rstrip()
+    log = json.loads(text if text.endswith("}") else text.rstrip(",") + "]}")  # a log cut short has no end
+    urls = sorted({e.get("params", {}).get("url", "") for e in log.get("events", [])} - {""})
+    return [u for u in urls if not u.startswith(("file:", "data:", "about:", "chrome:"))], shot
+
+
+def test_the_page_validates_and_chromium_shows_it_without_a_request(graded, tmp_path):
+    out, _, _ = graded
+    page = out / "index.html"
+    problems = validate(page.read_text(encoding="utf-8"))
+    assert not problems, "\n".join(problems[:10])
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run does)")
+    # the control: a page that does load an image from elsewhere shows up in the net log
+    control = tmp_path / "control.html"
+    control.write_text('<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png" alt=""></body></html>')
+    (tmp_path / "c").mkdir()
+    seen, _ = chromium_requests(browser, control, tmp_path / "c")
+    assert any("127.0.0.1:9" in u for u in seen), f"the net log missed the control page's request: {seen}"
+    (tmp_path / "p").mkdir()
+    outside, shot = chromium_requests(browser, page, tmp_path / "p")
+    assert not outside, f"the page made requests: {outside[:10]}"
+    assert shot.stat().st_size > 20_000, f"the screenshot is {shot.stat().st_size} bytes: a blank page?"
+    if os.environ.get("KATA_SCREENSHOT"):  # where to keep it, to look at
+        shutil.copyfile(shot, os.environ["KATA_SCREENSHOT"])
