@@ -96,6 +96,9 @@ def _svg(labels: list, values: list, xlabel: str, limit: float | None = None) ->
         ax.set_xlabel(xlabel)
         if limit is not None:
             ax.set_xlim(0, limit)
+        else:  # counts of students: whole numbers
+            from matplotlib.ticker import MaxNLocator
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.tight_layout()
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None})
@@ -116,8 +119,8 @@ def _table(head: list, rows: list) -> str:
 
 
 STYLE = """body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;
-vertical-align:top;white-space:pre-line}th{background:#eee}svg{max-width:100%;height:auto}
+table{border-collapse:collapse;margin:.5em 0 1.5em;max-width:100%}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;
+vertical-align:top;white-space:pre-line;overflow-wrap:anywhere}th{background:#eee}svg{max-width:100%;height:auto}
 .none{color:#666}"""
 
 
@@ -149,10 +152,12 @@ def render(students: dict) -> str:
         parts.append(_table(["mistake", "title", "students", "explanation", "who"], rows))
     parts.append("<h2>Unexplained failures most shared</h2>")
     if s.shared:
-        labels = [f"{t}: {test}" for t, test, _, _ in s.shared]
+        # the bars are numbered: a test's name and message are read in the table, not squeezed beside a bar
+        labels = [f"#{k + 1} {t}" for k, (t, *_) in enumerate(s.shared)]
         parts.append(_svg(labels, [len(who) for *_, who in s.shared], "students"))
-        parts.append(_table(["topic", "test", "message", "students", "who"],
-                            [(t, test, msg, len(who), ", ".join(who)) for t, test, msg, who in s.shared]))
+        parts.append(_table(["#", "topic", "test", "message", "students", "who"],
+                            [(k + 1, t, test, msg, len(who), ", ".join(who))
+                             for k, (t, test, msg, who) in enumerate(s.shared)]))
     else:
         parts.append('<p class="none">No unexplained failure is shared by two students or more.</p>')
 

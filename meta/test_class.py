@@ -12,6 +12,7 @@ Expectations that need the diagnosis (causes in the report; kata/diagnose.py) ar
 marked NEEDS_DIAGNOSIS: they skip, saying so, until the diagnosis is there.
 """
 import csv
+import html
 import html.parser
 import importlib.util
 import json
@@ -217,12 +218,89 @@ def test_a_second_run_grades_nothing_new_and_writes_the_same_grades(graded, plan
     assert third.graded == 1, f"one changed submission, {third.graded} graded"
 
 
+# ---------------------------------------------------------------- the page's numbers, from reports written here
+def a_report(**changes) -> dict:
+    """A report (kata/report.py's structure) in which every topic passes, but for `changes`."""
+    topics_ = {t: {"status": "passed", "score": topics.get(t).points, "max_score": topics.get(t).points,
+                   "tests_passed": 3, "tests_total": 3, "tests": [], "problem": "", "causes": [],
+                   "unexplained": [], "blocks": 0, "review": []} for t in topics.NAMES}
+    for t, entry in changes.items():
+        topics_[t].update(status="failing", score=0, **entry)
+    return {"mode": "process", "seed": 0, "topics": topics_, "outcome": "graded", "why": ""}
+
+
+def cause(mistake: str, title: str = "t", tests: int = 2) -> dict:
+    return {"mistake": mistake, "mistakes": [mistake], "title": title, "tests": tests}
+
+
+def test_a_mistake_is_counted_once_under_its_own_topic_with_its_catalog_entry():
+    modules_mistake = topics.mistakes("modules")[0]
+    batchnorm_mistake = topics.mistakes("batchnorm")[0]
+    students = {
+        # a modules mistake that bias_redundancy's failures are attributed to: one count, under modules
+        "ann": a_report(modules={"causes": [cause(modules_mistake.id)]},
+                        bias_redundancy={"causes": [cause(modules_mistake.id)]}),
+        "ben": a_report(bias_redundancy={"causes": [cause(modules_mistake.id)]}),
+        "cat": a_report(batchnorm={"causes": [cause(batchnorm_mistake.id)], "review": [{"line": 7, "why": "reaches torch._C"}]}),
+        "dan": {**classroom.failed_report("grading took longer than the limit"), "outcome": classroom.TIMED_OUT,
+                "why": "grading took longer than the limit"},
+    }
+    assert classpage.mistake_counts(students) == {("modules", modules_mistake.id): 2,
+                                                  ("batchnorm", batchnorm_mistake.id): 1}
+    page = classpage.render(students)
+    assert not validate(page), validate(page)[:5]
+    for text in (modules_mistake.explain.splitlines()[0], batchnorm_mistake.explain.splitlines()[0],
+                 "reaches torch._C", "grading took longer than the limit"):
+        assert html.escape(text, quote=True) in page, f"the page does not show {text!r}"
+    stats = classpage.stats(students)
+    assert stats.mistakes["modules"][(modules_mistake.id,)] == ["ann", "ben"]
+    assert stats.flagged == [("cat", "batchnorm", 7, "reaches torch._C")]
+    assert stats.pass_rate["modules"] == (2, 4) and stats.pass_rate["bias_redundancy"] == (1, 4)
+    rows = {r["student"]: r for r in classroom.grades_rows(students)}
+    assert rows["cat"]["flags"] == "batchnorm:7 reaches torch._C" and rows["cat"]["total"] == 85
+    assert rows["dan"]["flags"].startswith("timed out:") and rows["dan"]["total"] == 0
+
+
+def test_unexplained_failures_are_grouped_by_test_and_message_across_students():
+    fail = {"unexplained": [{"test": "test_x[1]", "message": "got 1, expected 2\nmore"},
+                            {"test": "test_x[2]", "message": "got 1, expected 2\nother"}]}
+    students = {"a": a_report(kaiming=fail), "b": a_report(kaiming=fail), "c": a_report(kaiming={
+        "unexplained": [{"test": "test_x[1]", "message": "got 3, expected 2"}]})}
+    shared = classpage.stats(students).shared
+    assert shared == [("kaiming", "test_x", "got 1, expected 2", ["a", "b"])], shared
+
+
 # ---------------------------------------------------------------- limits of one submission
-def test_a_submission_past_its_limit_is_stopped_and_reported(tmp_path):
-    files = {t: str(BUILTIN["solutions"] / f"{t}.py") for t in topics.NAMES}
-    entry = classroom.grade_one(files, timeout=3.0, limit=0.5)
-    assert entry["outcome"] == classroom.TIMED_OUT and "0.5 s" in entry["why"], entry["why"]
+def running(mark: str) -> list:
+    """Processes whose command line holds `mark`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if mark.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+DAEMON = "\nimport os\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '{mark}'])\n"
+
+
+def test_a_submission_past_its_limit_is_stopped_with_what_it_started(tmp_path):
+    """On a warm worker: a daemon started at import, then a hang; the limit stops both."""
+    mark = f"{os.getpid()}.5151"
+    impl = tmp_path / "impl"
+    shutil.copytree(BUILTIN["solutions"], impl)
+    (impl / "no_grad.py").write_text(reference("no_grad") + DAEMON.format(mark=mark))
+    (impl / "batchnorm.py").write_text(reference("batchnorm") + "\n" + SPECIAL["zz-hangs"][1])
+    task = {"key": "k", "store": str(tmp_path / "store"), "timeout": 3.0, "limit": 4.0,
+            "files": {t: str(impl / f"{t}.py") for t in topics.NAMES}}
+    done = []
+    classroom.grade_all([task], 1, on_done=lambda task, outcome: done.append(outcome))
+    entry = classroom.Store(tmp_path / "store").get("k")
+    assert done == [classroom.TIMED_OUT] and "4 s" in entry["why"], (done, entry and entry["why"])
     assert all(e["score"] == 0 and e["status"] == "error" for e in entry["report"]["topics"].values())
+    assert not running(mark), "a process the submission started outlived its limit"
 
 
 def test_a_grading_child_that_dies_is_reported_as_crashed(tmp_path):
@@ -241,6 +319,16 @@ def test_a_submission_that_fills_memory_fails_that_topic_only(tmp_path):
     assert entry["outcome"] == classroom.GRADED, entry["why"]
     statuses = {t: e["status"] for t, e in entry["report"]["topics"].items()}
     assert statuses["saturation"] != "passed" and statuses["kaiming"] == "passed", statuses
+
+
+def test_processes_a_submission_starts_are_stopped_with_it(tmp_path):
+    mark = f"{os.getpid()}.4242"
+    impl = tmp_path / "impl"
+    shutil.copytree(BUILTIN["solutions"], impl)
+    (impl / "kaiming.py").write_text(reference("kaiming") + DAEMON.format(mark=mark))
+    entry = classroom.grade_one({t: str(impl / f"{t}.py") for t in topics.NAMES}, timeout=3.0, limit=120)
+    assert entry["outcome"] == classroom.GRADED, entry["why"]
+    assert not running(mark), "a process the submission started still runs"
 
 
 # ---------------------------------------------------------------- inputs and privacy
