@@ -251,6 +251,8 @@ def _child(files: dict, timeout: float, memory: int, out_fd: int) -> None:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.setpgid(0, 0)
+        from kata.learner import die_with_parent
+        die_with_parent()  # a worker that is killed takes its grading child with it
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         from kata import grading, remote, report
@@ -333,6 +335,16 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _kill(pids: list[int]) -> None:
+    """Freeze them all first, so none can start another, then kill them."""
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def _stop_descendants() -> None:
     """Stop everything a submission left running (a fork bomb too: frozen first, then killed)."""
     if not os.path.isdir("/proc"):
@@ -341,12 +353,7 @@ def _stop_descendants() -> None:
         left = _descendants(os.getpid())
         if not left:
             break
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for p in left:
-                try:
-                    os.kill(p, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        _kill(left)
         while True:  # reap what became this worker's children
             try:
                 if os.waitpid(-1, os.WNOHANG)[0] == 0:
@@ -372,10 +379,9 @@ class Worker:
         self.proc.stdin.flush()
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """The worker and all below it: its grading child is in a process group of its own, and
+        what learner code started may be in a session of its own."""
+        _kill([self.proc.pid, *(_descendants(self.proc.pid) if os.path.isdir("/proc") else [])])
         self.proc.wait()
 
 
@@ -430,8 +436,8 @@ def settings_key(timeout: float, limit: float) -> str:
     """What else decides a verdict. The seed as KATA_SEED spells it: kata.testing.base_seed would
     import torch, a second that a rerun with nothing to grade need not spend."""
     from kata import report
-    return json.dumps({"kata": report.content_hash(), "seed": os.environ.get("KATA_SEED", ""), "timeout": timeout,
-                       "limit": limit})
+    return json.dumps({"kata": report.content_hash(), "seed": os.environ.get("KATA_SEED", ""),
+                       "timeout": float(timeout), "limit": float(limit)})  # 3 and 3.0 are one setting
 
 
 def grade_class(source, out, jobs: int | None = None, timeout: float = 3.0, limit: float = SUBMISSION_TIMEOUT,

@@ -270,6 +270,33 @@ def test_unexplained_failures_are_grouped_by_test_and_message_across_students():
     assert shared == [("kaiming", "test_x", "got 1, expected 2", ["a", "b"])], shared
 
 
+def test_ctrl_c_keeps_what_was_graded_and_a_rerun_grades_the_rest(tmp_path):
+    import signal
+    import time
+    root = tmp_path / "class"
+    for k in range(6):
+        texts = {t: reference(t) for t in topics.NAMES}
+        texts["saturation"] += f"\n# student {k}\n"  # six different submissions
+        write_student(root / f"s{k}", texts, 0)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "grader.py"), "--class", str(root), "--out", str(out),
+                             "--jobs", "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 200
+    while len(list((out / "store").glob("*.json"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, f"exit {proc.returncode}: {output[-1500:]}"
+    kept = list((out / "store").glob("*.json"))
+    assert 2 <= len(kept) < 6, f"{len(kept)} results kept"
+    for path in kept:
+        assert json.loads(path.read_text())["outcome"] == classroom.GRADED, path
+    time.sleep(0.5)
+    assert not running("kata.classroom\0--worker"), "a grading worker outlived the interrupted run"
+    rerun = classroom.grade_class(root, out, JOBS, progress=False)
+    assert rerun.graded == 6 - len(kept), f"{len(kept)} were kept, the rerun graded {rerun.graded}"
+
+
 # ---------------------------------------------------------------- limits of one submission
 def running(mark: str) -> list:
     """Processes whose command line holds `mark`."""
