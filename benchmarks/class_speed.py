@@ -5,6 +5,8 @@
 1. `python grader.py --class` on STUDENTS copies of solutions/ (each a little different, so none is
    graded from another's result) with --jobs 1, then with --jobs JOBS, each into a fresh --out.
    Goal: the --jobs 2 run takes at most 0.6x the --jobs 1 run (on a machine with 2 free cores).
+   The CPU time of each run (the whole process tree) is printed too: it does not depend on what
+   else the machine runs, as the wall-clock times do.
 2. Peak memory of each run: the proportional set size (PSS, so pages a forked child shares with
    its worker count once) summed over the grader's process tree, sampled every 50 ms, against
    the same for a class of one submission (one grade). Goal: peak <= (jobs + 1) x one grade's.
@@ -58,8 +60,17 @@ def pss_kib(pid: int) -> int:
         return 0
 
 
-def run(source: Path, out: Path, jobs: int) -> tuple[float, float]:
-    """(seconds, peak MiB of the process tree) of one `grader.py --class` run."""
+def cpu_seconds() -> float:
+    """CPU time of every process this one has waited for, theirs included: the grader, its workers,
+    their grading children and learner processes (each reaped by its parent)."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(source: Path, out: Path, jobs: int) -> tuple[float, float, float]:
+    """(seconds, peak MiB of the process tree, CPU seconds) of one `grader.py --class` run."""
+    cpu = cpu_seconds()
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "grader.py"), "--class", str(source), "--out", str(out),
                              "--jobs", str(jobs)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -77,7 +88,7 @@ def run(source: Path, out: Path, jobs: int) -> tuple[float, float]:
     watcher.join()
     if proc.returncode:
         sys.exit(f"grader.py --class exited with {proc.returncode}")
-    return seconds, peak[0] / 1024
+    return seconds, peak[0] / 1024, cpu_seconds() - cpu
 
 
 def main(argv=None) -> int:
@@ -87,16 +98,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        one_s, one_mib = run(make_class(tmp / "one", 1), tmp / "out-one", 1)
+        one_s, one_mib, _ = run(make_class(tmp / "one", 1), tmp / "out-one", 1)
         source = make_class(tmp / "class", args.students)
-        serial_s, serial_mib = run(source, tmp / "out-1", 1)
-        parallel_s, parallel_mib = run(source, tmp / "out-n", args.jobs)
-        again_s, _ = run(source, tmp / "out-n", args.jobs)
+        load = os.getloadavg()[0]
+        serial_s, serial_mib, serial_cpu = run(source, tmp / "out-1", 1)
+        parallel_s, parallel_mib, parallel_cpu = run(source, tmp / "out-n", args.jobs)
+        again_s, _, _ = run(source, tmp / "out-n", args.jobs)
     ratio = parallel_s / serial_s
-    print(f"{os.cpu_count()} cores, {args.students} submissions")
+    print(f"{os.cpu_count()} cores, load average {load:.1f} before the runs (other work shares the cores), "
+          f"{args.students} submissions")
     print(f"one submission, --jobs 1:  {one_s:6.1f} s, peak {one_mib:6.0f} MiB (one grade)")
-    print(f"--jobs 1:                  {serial_s:6.1f} s, peak {serial_mib:6.0f} MiB")
-    print(f"--jobs {args.jobs}:                  {parallel_s:6.1f} s, peak {parallel_mib:6.0f} MiB")
+    print(f"--jobs 1:                  {serial_s:6.1f} s, peak {serial_mib:6.0f} MiB, "
+          f"CPU {serial_cpu:6.1f} s ({serial_cpu / args.students:.2f} s a submission)")
+    print(f"--jobs {args.jobs}:                  {parallel_s:6.1f} s, peak {parallel_mib:6.0f} MiB, "
+          f"CPU {parallel_cpu:6.1f} s ({parallel_cpu / args.students:.2f} s a submission)")
     print(f"time ratio --jobs {args.jobs} / --jobs 1: {ratio:.2f}  (goal <= 0.6: {'met' if ratio <= 0.6 else 'NOT met'})")
     limit = (args.jobs + 1) * one_mib
     print(f"peak memory --jobs {args.jobs}: {parallel_mib:.0f} MiB, (jobs + 1) x one grade = {limit:.0f} MiB  "
