@@ -108,6 +108,11 @@ def _svg(labels: list, values: list, xlabel: str, limit: float | None = None) ->
 
 
 # ---------------------------------------------------------------- the page
+def _paragraphs(text: str) -> str:
+    """The catalog's explanations are wrapped at 100 columns: the page wraps them itself."""
+    return "\n\n".join(" ".join(part.split()) for part in text.split("\n\n"))
+
+
 def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
@@ -120,7 +125,7 @@ def _table(head: list, rows: list) -> str:
 
 STYLE = """body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;max-width:100%}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;
-vertical-align:top;white-space:pre-line;overflow-wrap:anywhere}th{background:#eee}svg{max-width:100%;height:auto}
+vertical-align:top;white-space:pre-line;overflow-wrap:break-word}th{background:#eee}svg{max-width:100%;height:auto}
 .none{color:#666}"""
 
 
@@ -147,7 +152,7 @@ def render(students: dict) -> str:
         catalog = {m.id: m for m in topics.mistakes(name)}
         rows = []
         for ids, who in found.items():
-            explain = "\n\n".join(catalog[i].explain for i in ids if i in catalog)
+            explain = "\n\n".join(_paragraphs(catalog[i].explain) for i in ids if i in catalog)
             rows.append((" / ".join(ids), s.titles[(name, ids)], len(who), explain, ", ".join(who)))
         parts.append(_table(["mistake", "title", "students", "explanation", "who"], rows))
     parts.append("<h2>Unexplained failures most shared</h2>")
