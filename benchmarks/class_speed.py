@@ -112,7 +112,8 @@ def main(argv=None) -> int:
           f"CPU {serial_cpu:6.1f} s ({serial_cpu / args.students:.2f} s a submission)")
     print(f"--jobs {args.jobs}:                  {parallel_s:6.1f} s, peak {parallel_mib:6.0f} MiB, "
           f"CPU {parallel_cpu:6.1f} s ({parallel_cpu / args.students:.2f} s a submission)")
-    print(f"time ratio --jobs {args.jobs} / --jobs 1: {ratio:.2f}  (goal <= 0.6: {'met' if ratio <= 0.6 else 'NOT met'})")
+    met = "met" if ratio <= 0.6 else "NOT met"
+    print(f"time ratio --jobs {args.jobs} / --jobs 1: {ratio:.2f}  (goal <= 0.6: {met})")
     limit = (args.jobs + 1) * one_mib
     print(f"peak memory --jobs {args.jobs}: {parallel_mib:.0f} MiB, (jobs + 1) x one grade = {limit:.0f} MiB  "
           f"(goal: {'met' if parallel_mib <= limit else 'NOT met'})")

@@ -14,6 +14,8 @@ import io
 from dataclasses import dataclass, field
 
 from kata import topics
+from kata.classroom import GRADED
+from kata.results import Status
 
 SHARED_SHOWN = 20  # unexplained failure groups listed, most shared first
 
@@ -45,7 +47,7 @@ def stats(students: dict) -> ClassStats:
     s = ClassStats()
     n = len(students)
     for name in topics.NAMES:
-        s.pass_rate[name] = (sum(r["topics"][name]["status"] == "passed" for r in students.values()), n)
+        s.pass_rate[name] = (sum(r["topics"][name]["status"] == Status.PASSED.value for r in students.values()), n)
     mistakes: dict = {name: {} for name in topics.NAMES}
     shared: dict = {}
     for student, report in students.items():
@@ -65,9 +67,10 @@ def stats(students: dict) -> ClassStats:
                     shared[key].append(student)
             for flag in entry.get("review", []):
                 s.flagged.append((student, name, flag.get("line", "?"), flag.get("why", "")))
-            if entry["status"] in ("timed out", "error") and report.get("outcome", "graded") == "graded":
+            stopped = entry["status"] in (Status.TIMED_OUT.value, Status.ERROR.value)
+            if stopped and report.get("outcome", GRADED) == GRADED:  # else listed once, for the whole submission
                 s.unfinished.append((student, name, entry["status"], entry.get("problem", "")))
-        if report.get("outcome", "graded") != "graded":
+        if report.get("outcome", GRADED) != GRADED:
             s.unfinished.append((student, "", report["outcome"], report.get("why", "")))
     s.mistakes = {name: dict(sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0])))
                   for name, found in mistakes.items()}
@@ -124,7 +127,8 @@ def _table(head: list, rows: list) -> str:
 
 
 STYLE = """body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em;max-width:100%}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;
+table{border-collapse:collapse;margin:.5em 0 1.5em;max-width:100%}
+td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;
 vertical-align:top;white-space:pre-line;overflow-wrap:break-word}th{background:#eee}svg{max-width:100%;height:auto}
 .none{color:#666}"""
 

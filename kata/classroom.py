@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kata import topics
+from kata.results import Status
 
 SUBMISSION_TIMEOUT = 240.0  # seconds for one submission: 26 functions that each hang for the 3 s call limit take 78 s
 MEMORY_LIMIT = 6 << 30      # address space of one grading child and its learner process (torch maps ~2 GiB at import)
-GRADED, TIMED_OUT, CRASHED = "graded", "timed out", "crashed"  # a submission's outcome
+GRADED, TIMED_OUT, CRASHED = "graded", "timed out", "crashed"  # a submission's outcome (a topic's is a Status)
 METADATA = "submission_metadata.yml"
 
 
@@ -156,26 +157,28 @@ def report_from_results(results: dict, score=None) -> dict:
         if "status" in extra:
             entries[name] = {k: v for k, v in extra.items() if k != "topic"}
         else:
-            passed = test.get("status") == "passed"
-            entries[name] = _entry(name, "passed" if passed else "failing", "" if passed else test.get("output", ""),
-                                   score=test.get("score", 0))
+            passed = test.get("status") == "passed"  # Gradescope's word, not a Status
+            entries[name] = _entry(name, Status.PASSED if passed else Status.FAILING,
+                                   "" if passed else test.get("output", ""), score=test.get("score", 0))
     for name in topics.NAMES:
         if name not in entries:
-            entries[name] = _entry(name, "error", results.get("output") or "no result for this topic in the export")
+            entries[name] = _entry(name, Status.ERROR,
+                                   results.get("output") or "no result for this topic in the export")
     return {**{k: v for k, v in header.items() if k != "topics"}, "topics": entries}
 
 
 # ---------------------------------------------------------------- reports of submissions that did not finish
-def _entry(topic: str, status: str, problem: str, score: int = 0) -> dict:
+def _entry(topic: str, status: Status, problem: str, score: int = 0) -> dict:
     """A topic's report entry without test results (kata/report.py topic_entry's keys)."""
-    return {"status": status, "score": score, "max_score": topics.get(topic).points, "tests_passed": 0,
+    return {"status": status.value, "score": score, "max_score": topics.get(topic).points, "tests_passed": 0,
             "tests_total": 0, "tests": [], "problem": problem, "causes": [], "unexplained": [], "blocks": 0,
             "review": []}
 
 
 def failed_report(why: str) -> dict:
     """The report of a submission whose grading did not finish: every topic an error, for `why`."""
-    return {"mode": "", "kata": "", "torch": "", "seed": None, "topics": {t: _entry(t, "error", why) for t in topics.NAMES}}
+    return {"mode": "", "kata": "", "torch": "", "seed": None,
+            "topics": {t: _entry(t, Status.ERROR, why) for t in topics.NAMES}}
 
 
 # ---------------------------------------------------------------- the store

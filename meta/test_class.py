@@ -241,7 +241,8 @@ def test_a_mistake_is_counted_once_under_its_own_topic_with_its_catalog_entry():
         "ann": a_report(modules={"causes": [cause(modules_mistake.id)]},
                         bias_redundancy={"causes": [cause(modules_mistake.id)]}),
         "ben": a_report(bias_redundancy={"causes": [cause(modules_mistake.id)]}),
-        "cat": a_report(batchnorm={"causes": [cause(batchnorm_mistake.id)], "review": [{"line": 7, "why": "reaches torch._C"}]}),
+        "cat": a_report(batchnorm={"causes": [cause(batchnorm_mistake.id)],
+                                   "review": [{"line": 7, "why": "reaches torch._C"}]}),
         "dan": {**classroom.failed_report("grading took longer than the limit"), "outcome": classroom.TIMED_OUT,
                 "why": "grading took longer than the limit"},
     }
