@@ -59,6 +59,10 @@ class Submission:
         return h.hexdigest()
 
 
+class GraderFailure(RuntimeError):
+    """The class could not be graded at all (exit status 3)."""
+
+
 class InputError(ValueError):
     """SUBMISSIONS is not a folder, a zip or an export the class report can read."""
 
@@ -374,11 +378,13 @@ def _stop_descendants() -> None:
 
 # ---------------------------------------------------------------- the queue
 class Worker:
+    COMMAND = ("-m", "kata.classroom", "--worker")
+
     def __init__(self):
         root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         # a session of its own: the terminal's Ctrl-C reaches the queue, which stops the workers
-        self.proc = subprocess.Popen([sys.executable, "-m", "kata.classroom", "--worker"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, *self.COMMAND], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, start_new_session=True, text=True, bufsize=1)
         self.task: dict | None = None
         self.ready = False
@@ -412,7 +418,7 @@ def grade_all(tasks: list[dict], jobs: int, on_done=None) -> None:
                 w = by_fd[fd]
                 line = w.proc.stdout.readline()
                 if not line and not w.ready:
-                    raise RuntimeError(f"a grading worker could not start (exit status {w.proc.wait()})")
+                    raise GraderFailure(f"a grading worker could not start (exit status {w.proc.wait()})")
                 if not line:  # the worker died: its submission fails, a new worker takes its place
                     task, w.task = w.task, None
                     w.stop()
@@ -545,7 +551,8 @@ def write_outputs(students: dict, out: Path) -> None:
 
 
 def main(args, out) -> int:
-    """grader.py --class: grade, write, say where. 2 for an input it cannot read."""
+    """grader.py --class: grade, write, say where. 2 for an input it cannot read, 3 when the grader
+    itself fails."""
     if args.jobs is not None and args.jobs < 1:
         print(f"grader.py: error: --jobs must be at least 1, not {args.jobs}", file=sys.stderr)
         return 2
@@ -555,6 +562,9 @@ def main(args, out) -> int:
     except InputError as e:
         print(f"grader.py: error: {e}", file=sys.stderr)
         return 2
+    except GraderFailure as e:  # never charged to a student: the class is not graded at all
+        print(f"grader.py: error: {e}", file=sys.stderr)
+        return 3
     failed = sum(r["outcome"] != GRADED for r in run.students.values())
     out.line(f"{len(run.students)} students, {run.graded} submissions graded now ({len(run.students) - run.graded} "
              f"from earlier runs or the export), {failed} did not finish; {run.seconds:.1f} s")

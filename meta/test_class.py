@@ -27,8 +27,10 @@ from pathlib import Path
 
 import pytest
 
+import grader
 from kata import catalog, classpage, classroom, gradescope, topics
 from kata.loader import BUILTIN, ROOT
+from kata.scorecard import Out
 from kata.testing import base_seed
 
 pytestmark = pytest.mark.timeout(600)
@@ -385,6 +387,15 @@ def test_class_with_a_path_that_does_not_exist_is_a_usage_error(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "grader.py"), "--class", str(tmp_path / "nowhere"),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and "neither a folder nor a zip" in done.stderr, (done.returncode, done.stderr)
+
+
+def test_a_worker_that_cannot_start_fails_the_grader_not_the_students(tmp_path, monkeypatch, capsys):
+    write_student(tmp_path / "class" / "ann", {"batchnorm": reference("batchnorm")}, 0)
+    monkeypatch.setattr(classroom.Worker, "COMMAND", ("-c", "raise SystemExit(5)"))
+    args = grader.parse(["--class", str(tmp_path / "class"), "--out", str(tmp_path / "out")])
+    code = classroom.main(args, Out())
+    assert code == 3 and "could not start (exit status 5)" in capsys.readouterr().err, code
+    assert not (tmp_path / "out" / "grades.csv").exists(), "no grades when nothing could be graded"
 
 
 # ---------------------------------------------------------------- the export form
