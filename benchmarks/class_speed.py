@@ -1,6 +1,6 @@
 """How fast does a class grade? Not a test: run it and read the numbers.
 
-    python benchmarks/class_speed.py [--students 12] [--jobs 2]
+    python benchmarks/class_speed.py [--students 24] [--jobs 2]
 
 1. `python grader.py --class` on STUDENTS copies of solutions/ (each a little different, so none is
    graded from another's result) with --jobs 1, then with --jobs JOBS, each into a fresh --out.
@@ -93,7 +93,7 @@ def run(source: Path, out: Path, jobs: int) -> tuple[float, float, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--students", type=int, default=12)
+    parser.add_argument("--students", type=int, default=24)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -212,16 +212,11 @@ class Store:
 def worker_main() -> int:
     """Read one task a line on stdin, answer one line on stdout; never runs learner code itself."""
     from kata import grading, remote, report  # noqa: F401 - torch and pytest, once per worker
-    from kata.loader import BUILTIN
     from kata.testing import base_seed  # noqa: F401
     _become_subreaper()
-    if BUILTIN["solutions"].is_dir():
-        # one grade of the reference here: the test modules, pytest's plugins and torch's lazy
-        # imports are then loaded once, not again in each child (2.3 s -> 1.9 s a submission)
-        grading.grade(topics.NAMES, BUILTIN["solutions"])
-        remote.reset_shared()
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else may write into the protocol
+    _warm_up()
     protocol.write(json.dumps({"ready": os.getpid()}) + "\n")
     for line in sys.stdin:
         task = json.loads(line)
@@ -229,6 +224,22 @@ def worker_main() -> int:
         Store(task["store"]).put(task["key"], entry)
         protocol.write(json.dumps({"key": task["key"], "outcome": entry["outcome"]}) + "\n")
     return 0
+
+
+def _warm_up() -> None:
+    """Collect the topic tests once here, so that each child finds them imported (and their
+    assertions rewritten): 0.45 s of CPU once per worker saves 0.2 s per submission. (A whole
+    grade of the reference would save 0.03 s more per submission, for 0.5 s more here.)"""
+    import contextlib
+    import io
+
+    import pytest
+
+    from kata import grading
+    from kata.loader import BUILTIN
+    args = grading.pytest_args([grading.test_file(t) for t in topics.NAMES], BUILTIN["solutions"], grading.TIMEOUT)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        pytest.main([*args, "--collect-only"])
 
 
 def grade_one(files: dict, timeout: float, limit: float, memory: int = MEMORY_LIMIT) -> dict:
