@@ -49,7 +49,6 @@ class Submission:
     student: str                  # the folder's name (or the Gradescope submitter's sid)
     files: dict = field(default_factory=dict)   # {topic: Path of the submitted <topic>.py}
     report: dict | None = None    # already graded: from a Gradescope export
-    folder: str = ""              # where it came from, for messages
 
     def key(self, settings: str) -> str:
         """The store key: the submitted topic files' contents and the grading settings."""
@@ -86,7 +85,7 @@ def discover(source, workdir: Path) -> list[Submission]:
     if metadata is not None:
         return from_export(metadata)
     from kata.gradescope import submitted_files
-    return [Submission(folder.name, submitted_files(folder), folder=str(folder)) for folder in folders]
+    return [Submission(folder.name, submitted_files(folder)) for folder in folders]
 
 
 def _student_folders(root: Path) -> list[Path]:
@@ -143,7 +142,7 @@ def from_export(metadata: Path) -> list[Submission]:
         submitters = [s for s in record.get("submitters") or [] if isinstance(s, dict)] or [{}]
         for s in submitters:
             student = str(s.get("sid") or s.get("email") or s.get("name") or folder)
-            out.append(Submission(student, report=report, folder=folder))
+            out.append(Submission(student, report=report))
     return out
 
 
@@ -245,18 +244,24 @@ def _warm_up() -> None:
 def grade_one(files: dict, timeout: float, limit: float, memory: int = MEMORY_LIMIT) -> dict:
     """Fork a child that grades `files` ({topic: path}); its report, or why there is none."""
     start = time.monotonic()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    with tempfile.TemporaryDirectory(prefix="kata-class-") as tmp:
+        impl, errors = Path(tmp) / "impl", Path(tmp) / "stderr"
+        impl.mkdir()
+        for topic, path in files.items():
+            (impl / f"{topic}.py").write_bytes(Path(path).read_bytes())
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            _child(impl, timeout, memory, write_end, errors)  # never returns
+        os.close(write_end)
+        data = _collect(read_end, start + limit)
         os.close(read_end)
-        _child(files, timeout, memory, write_end)  # never returns
-    os.close(write_end)
-    data, outcome, why = _collect(read_end, pid, start + limit)
-    os.close(read_end)
-    status = _reap(pid, kill=outcome == TIMED_OUT)
-    _stop_descendants()
+        status = _reap(pid, kill=data is None)
+        _stop_descendants()
+        said = errors.read_text(encoding="utf-8", errors="replace").strip() if errors.is_file() else ""
     seconds = round(time.monotonic() - start, 2)
-    if outcome == TIMED_OUT:
+    if data is None:
         why = f"grading took longer than the limit of {limit:g} s for one submission and was stopped"
         return {"outcome": TIMED_OUT, "why": why, "seconds": seconds, "report": failed_report(why)}
     try:
@@ -265,16 +270,18 @@ def grade_one(files: dict, timeout: float, limit: float, memory: int = MEMORY_LI
         report = None
     if status != 0 or not isinstance(report, dict):
         why = f"the grading process ended ({_words(status)}) before it reported"
+        why += f": {said.splitlines()[-1][-300:]}" if said else ""
         return {"outcome": CRASHED, "why": why, "seconds": seconds, "report": failed_report(why)}
     return {"outcome": GRADED, "why": "", "seconds": seconds, "report": report}
 
 
-def _child(files: dict, timeout: float, memory: int, out_fd: int) -> None:
+def _child(impl: Path, timeout: float, memory: int, out_fd: int, errors: Path) -> None:
+    """The grading child: grade the files in `impl`, write the report to out_fd, exit."""
     code = 70
     try:
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
+        os.dup2(os.open(os.devnull, os.O_RDWR), 0)
+        os.dup2(os.open(os.devnull, os.O_RDWR), 1)
+        os.dup2(os.open(errors, os.O_WRONLY | os.O_CREAT, 0o600), 2)  # the grading side's own errors, for `why`
         os.setpgid(0, 0)
         from kata.learner import die_with_parent
         die_with_parent()  # a worker that is killed takes its grading child with it
@@ -282,9 +289,6 @@ def _child(files: dict, timeout: float, memory: int, out_fd: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         from kata import grading, remote, report
         from kata.testing import base_seed
-        impl = Path(tempfile.mkdtemp(prefix="kata-class-"))
-        for topic, path in files.items():
-            (impl / f"{topic}.py").write_bytes(Path(path).read_bytes())
         os.chdir(impl)  # the learner's frames read batchnorm.py:12, not a temporary folder's path
         results = grading.grade(topics.NAMES, impl, timeout=timeout)
         data = json.dumps(report.build(results, remote.learner_mode(), base_seed())).encode()
@@ -292,21 +296,24 @@ def _child(files: dict, timeout: float, memory: int, out_fd: int) -> None:
         with os.fdopen(out_fd, "wb") as f:
             f.write(data)
         code = 0
+    except BaseException:  # noqa: BLE001 - said on stderr, which the worker reads back
+        import traceback
+        os.write(2, traceback.format_exc().encode())  # fd 2 itself: sys.stderr may be another stream (pytest's)
     finally:
         os._exit(code)
 
 
-def _collect(fd: int, pid: int, deadline: float) -> tuple[bytes, str, str]:
+def _collect(fd: int, deadline: float) -> bytes | None:
+    """Everything the child writes until it closes the pipe; None at the deadline."""
     chunks = []
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            return b"", TIMED_OUT, ""
-        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
-        if ready:
+            return None
+        if select.select([fd], [], [], min(left, 1.0))[0]:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                return b"".join(chunks), GRADED, ""
+                return b"".join(chunks)
             chunks.append(chunk)
 
 
