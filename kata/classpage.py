@@ -128,9 +128,10 @@ def _table(head: list, rows: list) -> str:
 
 STYLE = """body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;max-width:100%}
-td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;
-vertical-align:top;white-space:pre-line;overflow-wrap:break-word}th{background:#eee}svg{max-width:100%;height:auto}
-.none{color:#666}"""
+td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top;white-space:pre-line}
+th{background:#eee}svg{max-width:100%;height:auto}.none{color:#666}
+/* a test's name is one long word: it may break anywhere, or the table would be wider than the page */
+td{overflow-wrap:anywhere}"""
 
 
 def render(students: dict) -> str:
