@@ -11,6 +11,11 @@
    its worker count once) summed over the grader's process tree, sampled every 50 ms, against
    the same for a class of one submission (one grade). Goal: peak <= (jobs + 1) x one grade's.
 3. The --jobs JOBS run again on the same --out: it grades nothing new. Goal: under 5 s.
+
+Measured (2 cores shared with other sessions' test suites, load average 6.2; 24 submissions):
+--jobs 1 60.6 s, --jobs 2 39.1 s (0.65x: the 0.6x goal needs two free cores; the trees used 0.51
+and 0.86 cores on average), 1.3-1.4 s of CPU a submission; peak 465 MiB with --jobs 2 against
+(2 + 1) x 228 MiB = 685 MiB; the rerun 0.8 s.
 """
 from __future__ import annotations
 
