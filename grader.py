@@ -12,6 +12,7 @@
     python grader.py --list               # topics in order, with points and status
     python grader.py --impl solutions --json results.json   # Gradescope's results.json
     python grader.py --gradescope-bundle autograder.zip     # the autograder for a Gradescope assignment
+    python grader.py --class SUBMISSIONS --out class-report  # grade a class: grades.csv, results.json, index.html
 
 Exit status: 0 when every selected topic passes, 1 when any fails, 2 for a usage error.
 In a notebook: `from grader import check, hint, explain; check("batchnorm", batchnorm_forward)`.
@@ -97,6 +98,9 @@ def run(args, selected, impl, out) -> int:
     if args.timeout is None:  # imported here: --hint and --explain start without torch
         from kata.remote import CALL_TIMEOUT
         args.timeout = CALL_TIMEOUT
+    if args.class_:
+        from kata import classroom
+        return classroom.main(args, out)
     if args.gradescope_bundle:
         from kata import gradescope
         out.line(f"wrote {gradescope.write_bundle(args.gradescope_bundle)}")
@@ -181,6 +185,12 @@ def parse(argv):
     one.add_argument("--watch", action="store_true", help="re-grade each topic when its file is saved")
     one.add_argument("--list", action="store_true", help="topics in order with points and status")
     one.add_argument("--gradescope-bundle", metavar="ZIP", help="write a Gradescope autograder zip")
+    one.add_argument("--class", dest="class_", metavar="SUBMISSIONS",
+                     help="grade a class: a folder of student folders, a zip of one, or a Gradescope export zip")
+    p.add_argument("--out", default="class-report", metavar="DIR", help="with --class: where the report goes")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="with --class: submissions graded at once "
+                   "(default: the number of cores)")
+    p.add_argument("--anonymize", action="store_true", help="with --class: replace the student ids")
     return p.parse_args(argv)
 
 

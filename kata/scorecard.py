@@ -168,16 +168,23 @@ def summary(results: dict, out: Out, show_details: bool, selected, hint_levels: 
 
 
 def results_json(results: dict, graded: str) -> dict:
-    """Gradescope's results.json: one entry per topic (the README's Gradescope section)."""
+    """Gradescope's results.json: one entry per topic (the README's Gradescope section). Each
+    entry's extra_data is the topic's report entry (kata/report.py) and the top level's is the
+    report's header, so a class report can be built from a Gradescope export (kata/classroom.py)."""
+    from kata import remote, report
+    from kata.testing import base_seed
+    built = report.build(results, remote.learner_mode(), base_seed())
     entries = [{
         "name": f"{r.topic.name}: {r.topic.section}",
         "score": r.score,
         "max_score": r.max_score,
         "status": "passed" if r.passed else "failed",
         "output": "\n".join(details(r, ask=None)),
+        "extra_data": {"topic": r.topic.name, **built["topics"][r.topic.name]},
     } for r in results.values()]
     return {"score": sum(e["score"] for e in entries), "max_score": sum(e["max_score"] for e in entries),
-            "output": f"graded {graded}", "tests": entries}
+            "output": f"graded {graded}", "extra_data": {k: v for k, v in built.items() if k != "topics"},
+            "tests": entries}
 
 
 def write_json(path, results: dict, graded: str) -> None:
