@@ -120,12 +120,13 @@ def bwrap_command(stage: Path, control_fd: int) -> list[str]:
         if os.path.exists(f):
             args += ["--ro-bind", f, f]
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(TMP_SIZE), "--tmpfs", "/tmp"]
-    for p in _system_paths():  # after /tmp: a venv under /tmp is bound over the private tmpfs
-        if not any(p.is_relative_to(f"/{top}") and not Path(f"/{top}").is_symlink()
-                   for top in ("usr", "bin", "sbin", "lib", "lib64")):
-            args += ["--ro-bind", str(p), str(p)]
-    args += ["--ro-bind", str(KATA), str(KATA), "--ro-bind", str(stage), str(stage), "--remount-ro", "/",
-             "--chdir", "/tmp", "--clearenv"]
+    bound, made = [Path("/usr")], {Path("/"), Path("/tmp")}
+    for p in [*_system_paths(), KATA, stage]:  # after /tmp: a venv under /tmp is bound over the private tmpfs
+        if any(p.is_relative_to(b) for b in bound):
+            continue
+        args += _parents(p, bound, made) + ["--ro-bind", str(p), str(p)]
+        bound.append(p)
+    args += ["--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT),
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
            "KATA_STAGE": str(stage), "KATA_NPROC": str(_nproc_limit())}
@@ -133,6 +134,18 @@ def bwrap_command(stage: Path, control_fd: int) -> list[str]:
         args += ["--setenv", k, v]
     return args + [sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                    "from kata import sandbox; sandbox.zygote_main(int(sys.argv[2]))", str(ROOT), str(control_fd)]
+
+
+def _parents(p: Path, bound: list, made: set) -> list[str]:
+    """The folders above a bind, created world-readable (bwrap makes them 0700, which would shut
+    out the learner's uid), except those that exist already in the sandbox."""
+    args = []
+    for parent in reversed(p.parents):
+        if parent in made or any(parent.is_relative_to(b) for b in bound):
+            continue
+        args += ["--perms", "0755", "--dir", str(parent)]
+        made.add(parent)
+    return args
 
 
 def _nproc_limit() -> int:
