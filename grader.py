@@ -72,6 +72,9 @@ def main(argv=None) -> int:
         print(f"grader.py: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # kata.grading.GradingError: the tests could not run at all
+        if type(e).__name__ == "GraderFailure":  # the kata's own failure, never the learner's
+            print(f"grader.py: error: {e}", file=sys.stderr)
+            return 3
         if type(e).__name__ != "GradingError":
             raise
         print(f"grader.py: error: {str(e).removeprefix('ERROR: ')}", file=sys.stderr)

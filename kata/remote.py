@@ -520,9 +520,10 @@ class Remote:
         if self.path is None:
             return self.sources.get(topic), f"the notebook's {topic} code"
         file = self.file(topic)
-        try:
-            return file.read_text(encoding="utf-8"), file.name
-        except (OSError, UnicodeDecodeError):
+        try:  # decoded as Python decodes it (a coding line, a BOM): what runs is what is read
+            from kata.review import read_source
+            return read_source(file), file.name
+        except (OSError, SyntaxError, UnicodeDecodeError, LookupError):
             return None, file.name
 
 
