@@ -160,7 +160,7 @@ def grade(names=topics.NAMES, impl: Path | str = BUILTIN["exercises"], *, timeou
         code = pytest.main(pytest_args([test_file(t) for t in runnable], None if bundle else impl, timeout, bundle),
                            plugins=[collector])
     if remote.grader_failure:
-        raise GraderFailure(remote.grader_failure)
+        raise GraderFailure(f"the grader failed: {remote.grader_failure}")
     if code == pytest.ExitCode.INTERRUPTED:
         raise KeyboardInterrupt
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR) and not collector.records:
