@@ -142,7 +142,9 @@ def run(root: Path, timeout: float = 3, deadline: float = RUN_DEADLINE) -> dict:
     elif failed:
         data = _everything_failed(failed)
     else:
-        data = scorecard.results_json(results, f"{len(found)} of {len(topics.NAMES)} topic files submitted")
+        from kata import remote
+        data = scorecard.results_json(results, f"{len(found)} of {len(topics.NAMES)} topic files submitted; "
+                                               f"learner code ran in {remote.learner_mode()} mode")
         if len(found) < len(topics.NAMES):
             missing = [t for t in topics.NAMES if t not in found]
             data["output"] += f"; not found in the submission: {', '.join(f'{t}.py' for t in missing)}"
