@@ -178,12 +178,14 @@ import os
 def _route():
     for pid in os.listdir("/proc"):
         try:
+            if os.getpgid(int(pid)) == os.getpgid(0):  # this learner process, not the grading one
+                continue
             with open(f"/proc/{{pid}}/cmdline", "rb") as f:
                 if b"kata.gradescope" not in f.read():
                     continue
             if os.listdir(f"/proc/{{pid}}/fd"):
                 return "ROUTE-OPEN"
-        except OSError:
+        except (OSError, ValueError):
             continue
     return "ROUTE-CLOSED"
 
