@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 # modules whose use in a topic file has no place in the lesson, and what each can reach
@@ -108,7 +109,7 @@ def _reasons(node) -> list[str]:
         return [f"reaches {node.id}"]
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         text = node.value
-        if "/proc" in text:
+        if re.search(r"(^|[^\w.])/proc(/|$)", text):
             return ["reads /proc"]
         if text == "kata" or text.startswith("kata.") or "_kata" in text:
             return ["names the kata's internals"]
@@ -124,7 +125,7 @@ def _attribute(node: ast.Attribute) -> list[str]:
         return ["reaches torch.ops, torch's operator registry"]
     if name == "modules" and base == "sys":
         return ["reaches loaded modules by name (sys.modules)"]
-    if base == "torch" and name.startswith("_"):
+    if base == "torch" and name.startswith("_") and not name.endswith("__"):  # torch.__version__ is public
         return [f"reaches torch's internals (torch.{name})"]
     if name.startswith("_kata"):
         return ["reaches the kata's internals"]

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from kata import gradescope, grading, sandbox, topics
-from kata.loader import BUILTIN
+from kata import gradescope, grading, review, sandbox
+from kata.loader import BUILTIN, ROOT
 
 pytestmark = pytest.mark.timeout(600)
 
 LIMIT_RSS = 1.5 * 2**30  # bytes
+ALTERNATIVES = ROOT / "meta" / "alternatives"
 
 
 def solution(topic: str) -> str:
@@ -87,12 +88,13 @@ def expected_initial_loss(vocab_size):
 def scale_output_layer(W, b, scale=0.01):
     return W, b
 '''),
-    "saturation": ("a returned list of 8 million floats", "frames capped", '''
+    "saturation": ("a returned list of 8 million floats, a 16 MB tensor", "the deadline, frames capped", '''
 def saturation_fraction(h, threshold=0.99):
     return [0.5] * 8_000_000
 
 def dead_neurons(h, threshold=0.99):
-    return [0.5] * 8_000_000
+    import torch
+    return torch.zeros(4_000_000)  # 16 MB of tensor data: quick to send, and refused
 
 def tanh_backward(h, grad_out):
     return [0.5] * 8_000_000
@@ -347,3 +349,49 @@ def test_a_hung_function_costs_one_timeout_through_its_callers_too(tmp_path):
     not_run = [t for t in r.tests if "timed out in an earlier test" in t.text]
     assert len(timed_out) == 1, [t.text[:200] for t in timed_out]
     assert any("kaiming_normal" in t.name for t in not_run), [(t.name, t.text[:120]) for t in r.tests if not t.passed]
+
+
+# ---------------------------------------------------------------- the review scan itself
+REACHES = {
+    "torch._C": "import torch\nf = torch._C._VariableFunctions.batch_norm\n",
+    "torch.ops": "import torch\nf = torch.ops.aten.native_batch_norm\n",
+    "__closure__": "import torch.nn.functional as F\nc = F.batch_norm.__closure__\n",
+    "__globals__": "def f():\n    pass\ng = f.__globals__\n",
+    "gc": "import gc\nobjs = gc.get_objects()\n",
+    "computed getattr": "import torch\nf = getattr(torch, 'batch' + '_norm')\n",
+    "importlib": "import importlib\nm = importlib.import_module('torch')\n",
+    "exec": "exec('x = 1')\n",
+    "eval": "y = eval('1')\n",
+    "compile": "c = compile('1', 'f', 'eval')\n",
+    "ctypes": "import ctypes\n",
+    "/proc": "with open('/proc/self/status') as f:\n    pass\n",
+    "signals": "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n",
+    "os.kill": "import os\nos.kill(1, 9)\n",
+    "kata internals": "import sys\nL = sys.modules['kata.learner']\n",
+    "__defaults__": "def f(a=1):\n    pass\nf.__defaults__ = (2,)\n",
+}
+
+
+@pytest.mark.parametrize("what", list(REACHES))
+def test_the_review_scan_flags_code_that_reaches_internals_with_its_line(what):
+    source = REACHES[what]
+    found = review.flags(source)
+    lines = source.splitlines()
+    assert found, f"{what}: no flag for\n{source}"
+    assert all(1 <= f["line"] <= len(lines) and lines[f["line"] - 1].strip() for f in found), found
+
+
+@pytest.mark.parametrize("tree", ["solutions", "exercises", *sorted(p.name for p in ALTERNATIVES.iterdir() if p.is_dir())])
+def test_the_review_scan_flags_nothing_in_the_kata_s_own_implementations(tree):
+    folder = BUILTIN.get(tree) or ALTERNATIVES / tree
+    flagged = {f.name: review.flags(review.read_source(f)) for f in sorted(folder.glob("*.py"))}
+    assert not any(flagged.values()), {k: v for k, v in flagged.items() if v}
+
+
+def test_the_review_scan_reads_a_file_as_python_does(tmp_path):
+    f = tmp_path / "batchnorm.py"
+    f.write_bytes(b"# -*- coding: latin-1 -*-\n# caf\xe9\nimport torch\nf = torch._C\n")
+    assert review.read_source(f).splitlines()[1] == "# caf\u00e9"
+    assert review.flags(review.read_source(f)) == [{"line": 4, "why": "reaches torch._C, torch's internals"}]
+    f.write_bytes(b"\xef\xbb\xbfimport ctypes\n")  # a BOM
+    assert [x["line"] for x in review.flags(review.read_source(f))] == [1]
