@@ -95,7 +95,7 @@ def _system_paths() -> list[Path]:
             paths.add(Path(entry))
     keep = []
     for p in sorted({q.resolve() for q in paths} | paths, key=lambda q: len(q.parts)):
-        if not p.exists() or _holds_clone(p) or str(p) == "/":
+        if not p.exists() or _holds_reference(p) or str(p) == "/":
             continue
         if any(p.is_relative_to(k) and p.resolve().is_relative_to(k) for k in keep):
             continue
@@ -103,9 +103,11 @@ def _system_paths() -> list[Path]:
     return keep
 
 
-def _holds_clone(p: Path) -> bool:
+def _holds_reference(p: Path) -> bool:
+    """Would binding `p` show the reference (solutions/ of a clone)? A venv inside the clone would not."""
+    reference = ROOT / "solutions"
     p = p.resolve()
-    return p == ROOT or ROOT.is_relative_to(p) and (ROOT / "solutions").exists() or p.is_relative_to(ROOT)
+    return reference.exists() and (reference.is_relative_to(p) or p.is_relative_to(reference))
 
 
 def bwrap_command(stage: Path, control_fd: int) -> list[str]:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -105,3 +106,27 @@ def test_run_autograder_as_root_runs_learner_code_as_nobody_so_it_cannot_tamper(
     assert data["score"] == 100, json.dumps(data, indent=1)[:1500]  # the attempt failed; the code is correct
     assert (tmp_path / "ag" / "source" / "tests" / "test_batchnorm.py").read_bytes() == \
         (ROOT / "tests" / "test_batchnorm.py").read_bytes()
+
+
+HANGS = "def split_loss(forward, X, Y):\n    while True:\n        pass\n"
+
+
+def test_run_autograder_writes_results_json_when_the_whole_run_passes_its_deadline(bundle, tmp_path):
+    files = files_of(BUILTIN["solutions"])
+    files["no_grad.py"] = HANGS
+    started = time.monotonic()
+    data = autograde(bundle, tmp_path / "ag", files, env={"KATA_RUN_DEADLINE": "2"})
+    assert time.monotonic() - started < 60
+    assert data["score"] == 0 and "did not finish within 2 s" in data["output"], data["output"]
+    assert len(data["tests"]) == len(topics.NAMES)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the learner user is switched to only by root")
+def test_a_learner_process_the_kata_cannot_start_is_the_graders_failure_not_the_learners(bundle, tmp_path):
+    data = autograde(bundle, tmp_path / "ag", files_of(BUILTIN["solutions"]),
+                     env={"KATA_SANDBOX": "0", "KATA_LEARNER_USER": "no-such-user-of-the-kata"})
+    assert data["score"] == 0 and data["output"].startswith("the grader failed: "), data["output"][:500]
+    done = subprocess.run([sys.executable, "grader.py", "batchnorm", "--impl", "solutions"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "KATA_SANDBOX": "0", "KATA_LEARNER_USER": "no-such-user-of-the-kata"})
+    assert done.returncode == 3 and "the grader failed" in done.stderr, (done.returncode, done.stderr[-800:])
