@@ -40,6 +40,8 @@ class UsageError(Exception):
 
 def grade(selected, impl, out, timeout: float, rows: bool = True):
     """Grade `selected` topics (a progress line while the tests run), print their rows, return the results."""
+    from kata import sandbox
+    sandbox.prestart()  # the sandbox imports torch while this process does
     from kata import grading, scorecard
     out.line(f"grading {show_path(impl)} ({len(selected)} topic{'s' * (len(selected) != 1)})")
     results = grading.grade(selected, impl, timeout=timeout,

@@ -115,6 +115,8 @@ def tampered(manifest: dict, root: Path) -> list[str]:
 
 def run(root: Path, timeout: float = 3, deadline: float = RUN_DEADLINE) -> dict:
     """Grade the submission under `root` and write root/results/results.json; return it."""
+    from kata import sandbox
+    sandbox.prestart()  # the sandbox imports torch while this process does
     from kata import grading, scorecard  # noqa: F401 - imported before any learner code runs
     source = root / "source"
     manifest = json.loads((source / "MANIFEST.json").read_text(encoding="utf-8"))

@@ -17,8 +17,12 @@ here the same way, so "inputs unchanged" tests see what happened. A result that 
 or a view of one, is marked so (`shares_memory_with`), and each tensor read from the learner side
 carries its id there (`same_object`).
 
-A call that does not return within the time limit kills the learner process, which is started
-again for the next call; that function's later calls fail at once. A call that ends the process
+Learner processes run in the sandbox (kata/sandbox.py), forked by its zygote, where one starts;
+otherwise they are forked from this process (mode "process", `learner_mode()`). Either way, a
+call has one deadline that no message extends: one that does not return in time kills the
+learner process (after SIGABRT, which makes it dump its stack), which is started again for the
+next call; that function's later calls fail at once, and so do those of the functions of its
+file that call it. A reply longer than wire.MAX_REPLY is refused before it is read. A call that ends the process
 (os._exit, a crash) fails the same way. Replies are decoded by kata/wire.py, which builds plain
 data only.
 """
@@ -152,11 +156,15 @@ class LearnerProcess:
         return pid
 
     def _spawn_in_sandbox(self, child_in: int, child_out: int) -> int:
-        bundle = sandbox.stage_file(self.zygote.stage, self.bundle, "bundle.pkl") if self.bundle else None
-        try:
-            return self.zygote.spawn(child_in, child_out, self.log.fileno(), bundle)
-        except sandbox.SandboxError as e:
-            _fail(str(e))
+        for attempt in (1, 2):
+            bundle = sandbox.stage_file(self.zygote.stage, self.bundle, "bundle.pkl") if self.bundle else None
+            try:
+                return self.zygote.spawn(child_in, child_out, self.log.fileno(), bundle)
+            except sandbox.SandboxError as e:
+                if attempt == 2 or not self.zygote.ready:  # it never worked: the kata's failure
+                    _fail(str(e))
+                self.zygote = _zygote(fresh=True)  # it worked, and has gone since (learner code can kill
+                # it when the run is not root): a new one
 
     def _await_ready(self) -> None:
         """The learner process says "ready" once it is set up, before any learner code runs: one that
@@ -731,17 +739,17 @@ def learner_mode() -> str:
 _the_zygote: sandbox.Zygote | None = None
 
 
-def _zygote() -> sandbox.Zygote | None:
+def _zygote(fresh: bool = False) -> sandbox.Zygote | None:
     """The sandbox's zygote of this process (started on first use, again if it has died), or None
     where no sandbox can start (then learner processes are forked from this one)."""
     global _the_zygote
     if not sandbox.available():
         return None
-    if _the_zygote is not None and _the_zygote.popen.poll() is not None:
+    if _the_zygote is not None and (fresh or _the_zygote.popen.poll() is not None):
         _the_zygote.close()
         _the_zygote = None
     if _the_zygote is None:
-        _the_zygote = sandbox.Zygote()
+        _the_zygote = sandbox.take_early() or sandbox.Zygote()
     return _the_zygote
 
 

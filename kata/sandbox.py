@@ -23,7 +23,6 @@ KATA_SANDBOX=0, `available()` is False and kata/remote.py forks learner processe
 """
 from __future__ import annotations
 
-import array
 import hashlib
 import json
 import os
@@ -257,6 +256,23 @@ class Zygote:
             self.popen.wait()
             self.log.close()
             shutil.rmtree(self.stage, ignore_errors=True)
+
+
+_early: Zygote | None = None
+
+
+def prestart() -> None:
+    """Start the zygote now, before this process imports torch: the two imports then run side by
+    side (grader.py and run_autograder call this first). kata.remote takes it over."""
+    global _early
+    if _early is None and available():
+        _early = Zygote()
+
+
+def take_early() -> Zygote | None:
+    global _early
+    zygote, _early = _early, None
+    return zygote
 
 
 # ---------------------------------------------------------------- inside the sandbox
