@@ -536,7 +536,7 @@ def prepare() -> None:
     """Settings of the learner process, before any learner code: one torch thread (the calls are
     small), no bytecode written beside the learner's files, every import done, then the user named
     by KATA_LEARNER_USER (or the sandbox's own uid) when started as root, limits on memory, file
-    size and processes, a stack dump on SIGABRT (the test process sends it at a deadline, to learn
+    size and processes, a stack dump on SIGUSR1 (the test process sends it at a deadline, to learn
     which learner function hung), and death with the test process."""
     torch.set_num_threads(1)
     sys.dont_write_bytecode = True
@@ -547,7 +547,8 @@ def prepare() -> None:
         os.setgid(uid[1])
         os.setuid(uid[0])
     limit_resources()
-    faulthandler.enable(file=sys.stderr, all_threads=False)
+    faulthandler.enable(file=sys.stderr, all_threads=False)  # a crash shows where
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=False)  # the test process asks at a deadline
     die_with_parent()  # after setuid, which clears the setting
 
 
@@ -638,7 +639,7 @@ def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle_path: str | None = N
         sys.stdin = open(os.devnull)  # noqa: SIM115 - the process ends with os._exit
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGABRT):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGUSR1):
             signal.signal(sig, signal.SIG_DFL)
         prepare()
         channel = wire.Channel(fd_in, fd_out)

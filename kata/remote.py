@@ -20,7 +20,7 @@ carries its id there (`same_object`).
 Learner processes run in the sandbox (kata/sandbox.py), forked by its zygote, where one starts;
 otherwise they are forked from this process (mode "process", `learner_mode()`). Either way, a
 call has one deadline that no message extends: one that does not return in time kills the
-learner process (after SIGABRT, which makes it dump its stack), which is started again for the
+learner process (after SIGUSR1, which makes it dump its stack), which is started again for the
 next call; that function's later calls fail at once, and so do those of the functions of its
 file that call it. A reply longer than wire.MAX_REPLY is refused before it is read. A call that ends the process
 (os._exit, a crash) fails the same way. Replies are decoded by kata/wire.py, which builds plain
@@ -50,7 +50,7 @@ from kata.failure import KataFailure, Kind, LearnerProcessFailure
 
 CALL_TIMEOUT = 3.0  # seconds a learner call may take: the tests' calls take milliseconds, slow correct code 100x that
 START_TIMEOUT = 30.0  # seconds a new learner process may take to say it is ready (forks take milliseconds)
-ABORT_GRACE = 0.3  # seconds a learner process that ran past its deadline has to dump its stack (SIGABRT)
+ABORT_GRACE = 0.3  # seconds a learner process that ran past its deadline has to dump its stack (SIGUSR1)
 
 
 class GraderFailure(LearnerProcessFailure):
@@ -195,7 +195,7 @@ class LearnerProcess:
 
     def stop(self, grace: float = 0.0) -> int | None:
         """Kill the process (if it runs) and everything it started, and return its exit status as
-        a shell shows it. With `grace`, SIGABRT first: the learner process dumps its stack to its
+        a shell shows it. With `grace`, SIGUSR1 first: the learner process dumps its stack to its
         log (faulthandler), which says which learner function was running."""
         if self.channel is None:
             return None
@@ -205,34 +205,41 @@ class LearnerProcess:
             except OSError:
                 pass
         self.channel = None
+        if grace:
+            self._dump_stack(grace)
         if self.zygote is not None:
             try:
-                status = self.zygote.stop(self.pid, grace)
+                status = self.zygote.stop(self.pid)
             except sandbox.SandboxError:
                 status = None  # the zygote has gone, and its namespace with it
         else:
-            status = self._abort(grace) if grace else None
             _kill_group(self.pid)
-            if status is None:
-                status = self._reap()
+            status = self._reap()
             _stop_orphans()
         _running.discard(self)
-        self.last_log = self.log_text = self.log_tail(4000)
+        self.last_log = self.log_tail(64000)  # a stack dump of a deep stack is long, innermost frame first
+        self.log_text = self.last_log[-4000:]
         self.log.close()
         return status
 
-    def _abort(self, grace: float) -> int | None:
+    def _dump_stack(self, grace: float) -> None:
+        """SIGUSR1 makes the learner process write its stack to its log (faulthandler, in C: it works
+        inside a loop that never returns to Python); wait until it has, at most `grace` seconds."""
+        size = os.fstat(self.log.fileno()).st_size
         try:
-            os.kill(self.pid, signal.SIGABRT)
-        except (ProcessLookupError, PermissionError):
-            return None
+            if self.zygote is not None:
+                self.zygote.signal(self.pid, signal.SIGUSR1)
+            else:
+                os.kill(self.pid, signal.SIGUSR1)
+        except (OSError, sandbox.SandboxError):
+            return
         end = time.monotonic() + grace
         while time.monotonic() < end:
-            status = self.popen.poll() if self.popen is not None else _poll(self.pid)
-            if status is not None:
-                return 128 - status if self.popen is not None and status < 0 else status
             time.sleep(0.01)
-        return None
+            now = os.fstat(self.log.fileno()).st_size
+            if now > size:  # written in one go from the signal handler; a moment more for the rest
+                time.sleep(0.02)
+                return
 
     def _reap(self) -> int | None:
         try:
@@ -250,7 +257,8 @@ class LearnerProcess:
             return getattr(self, "log_text", "")[-limit:]
         self.log.seek(0, os.SEEK_END)  # the log may be long (up to the learner's file-size limit): read its end
         self.log.seek(max(0, self.log.tell() - limit))
-        return self.log.read(limit).decode("utf-8", "replace").strip()
+        text = self.log.read(limit).decode("utf-8", "replace")
+        return "\n".join(line for line in text.splitlines() if not line.startswith("Extension modules:")).strip()
 
     # ------------------------------------------------------------ requests
     def request(self, header: dict, encoder: wire.Encoder | None, key: str, what: str):
@@ -762,7 +770,7 @@ def _fail(message: str):
 
 def hung_keys(log: str) -> dict[str, str]:
     """{call key: name of the hung function} for the learner functions that were running when a
-    deadline hit (the stack the learner process dumped on SIGABRT), and for every function of
+    deadline hit (the stack the learner process dumped on SIGUSR1), and for every function of
     the same file that calls one of them by name: each would hang again, and cost another timeout."""
     import ast
     stack = re.findall(r'File "([^"\n]+)", line \d+ in (\w+)', log.split("most recent call first", 1)[-1])
@@ -935,16 +943,6 @@ def _kill_group(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _poll(pid: int) -> int | None:
-    try:
-        done, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return None
-    if not done:
-        return None
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
 def _is_learner(pid: int) -> bool:

@@ -242,10 +242,13 @@ class Zygote:
         """A new learner process serving the two pipes; its pid inside the sandbox."""
         return self._ask({"op": "spawn", "bundle": bundle}, fds=(fd_in, fd_out, log_fd))["pid"]
 
-    def stop(self, pid: int, grace: float = 0.0) -> int | None:
-        """SIGABRT (when grace > 0: the learner dumps its stack to its log), then SIGKILL to the
-        learner process and everything it started; its exit status as a shell shows it."""
-        return self._ask({"op": "stop", "pid": pid, "grace": grace}).get("status")
+    def signal(self, pid: int, sig: int) -> None:
+        """Send a signal to a learner process (SIGUSR1: it dumps its stack to its log)."""
+        self._ask({"op": "signal", "pid": pid, "sig": int(sig)})
+
+    def stop(self, pid: int) -> int | None:
+        """SIGKILL to the learner process and everything it started; its exit status as a shell shows it."""
+        return self._ask({"op": "stop", "pid": pid}).get("status")
 
     def close(self) -> None:
         try:
@@ -308,8 +311,12 @@ def zygote_main(control_fd: int) -> None:
                 pid = _fork_learner(sock, fds, request.get("bundle"))
                 children.add(pid)
                 reply = {"pid": pid}
+            elif request["op"] == "signal":
+                if request["pid"] in children and request["sig"] == signal.SIGUSR1:
+                    os.kill(request["pid"], signal.SIGUSR1)
+                reply = {}
             else:
-                reply = {"status": _stop(request["pid"], float(request.get("grace", 0)), children)}
+                reply = {"status": _stop(request["pid"], children)}
         except Exception as e:  # noqa: BLE001
             reply = {"error": f"{type(e).__name__}: {e}"}
         finally:
@@ -342,19 +349,9 @@ def _fork_learner(sock, fds, bundle: str | None) -> int:
         os._exit(70)
 
 
-def _stop(pid: int, grace: float, children: set) -> int | None:
+def _stop(pid: int, children: set) -> int | None:
     if pid not in children:
         return None
-    if grace > 0:
-        _signal(pid, signal.SIGABRT)
-        end = time.monotonic() + grace
-        while time.monotonic() < end:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                children.discard(pid)
-                _sweep(children)
-                return _exit_code(status)
-            time.sleep(0.01)
     _signal(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     children.discard(pid)

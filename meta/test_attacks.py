@@ -340,7 +340,11 @@ def test_the_run_names_how_learner_code_ran(attacked):
 HANG = "\n\ndef kaiming_std(fan_in, nonlinearity='tanh'):\n    while True:\n        pass\n"
 
 
-def test_a_hung_function_costs_one_timeout_through_its_callers_too(tmp_path):
+@pytest.mark.parametrize("mode", ["0", "1"], ids=["process", "sandbox"])
+def test_a_hung_function_costs_one_timeout_through_its_callers_too(tmp_path, monkeypatch, mode):
+    if mode == "1" and not sandbox.available():
+        pytest.skip("no sandbox here")
+    monkeypatch.setenv("KATA_SANDBOX", mode)
     impl = tmp_path / "impl"
     impl.mkdir()
     (impl / "kaiming.py").write_text(solution("kaiming") + HANG, encoding="utf-8")
@@ -395,3 +399,49 @@ def test_the_review_scan_reads_a_file_as_python_does(tmp_path):
     assert review.flags(review.read_source(f)) == [{"line": 4, "why": "reaches torch._C, torch's internals"}]
     f.write_bytes(b"\xef\xbb\xbfimport ctypes\n")  # a BOM
     assert [x["line"] for x in review.flags(review.read_source(f))] == [1]
+
+
+LOOK_AROUND = """
+import json, os, socket
+
+def _look():
+    seen = {{}}
+    seen["reference"] = os.path.exists({solutions!r})
+    seen["tests"] = os.path.exists({tests!r})
+    seen["grading process"] = any(b"pytest" in open(f"/proc/{{p}}/cmdline", "rb").read()
+                                  for p in os.listdir("/proc") if p.isdigit() and os.access(f"/proc/{{p}}/cmdline", os.R_OK))
+    try:
+        socket.create_connection(("1.1.1.1", 53), timeout=1).close()
+        seen["network"] = True
+    except OSError:
+        seen["network"] = False
+    try:
+        open({kata_file!r}, "a").close()
+        seen["kata writable"] = True
+    except OSError:
+        seen["kata writable"] = False
+    seen["environment"] = sorted(k for k in os.environ if k.startswith(("MAKEMORE", "PYTEST", "KATA_IMPL")))
+    seen["root"] = os.getuid() == 0
+    seen["descriptors"] = len(os.listdir("/proc/self/fd"))
+    return json.dumps(seen)
+
+def gain(nonlinearity, param=None):
+    raise RuntimeError("SEEN " + _look())
+"""
+
+
+@pytest.mark.skipif(not sandbox.available(), reason="no sandbox here")
+def test_inside_the_sandbox_learner_code_sees_no_reference_network_grading_process_or_writable_kata(tmp_path):
+    impl = tmp_path / "impl"
+    impl.mkdir()
+    (impl / "kaiming.py").write_text(solution("kaiming") + LOOK_AROUND.format(
+        solutions=str(BUILTIN["solutions"] / "kaiming.py"), tests=str(ROOT / "tests"),
+        kata_file=str(ROOT / "kata" / "topics.py")), encoding="utf-8")
+    r = grading.grade(["kaiming"], impl)["kaiming"]
+    text = next(t.text for t in r.tests if "SEEN " in t.text)
+    seen = json.loads(text.split("SEEN ", 1)[1].splitlines()[0])
+    assert seen == {"reference": False, "tests": False, "grading process": False, "network": False,
+                    "kata writable": False, "environment": [], "root": False,
+                    "descriptors": seen["descriptors"]}, seen
+    assert seen["descriptors"] <= 7, f"the learner process holds {seen['descriptors']} descriptors"  # 0-2, /dev/null as
+    # sys.stdin, its two pipes, and the one listdir opened
