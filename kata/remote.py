@@ -874,10 +874,10 @@ def _stop_orphans() -> None:
     me, group = os.getpid(), os.getpgrp()
     for _ in range(200):
         found = False
-        for pid, ppid, pgrp in _processes():
+        for pid, ppid, pgrp in _processes(zombies=True):
             if ppid == me and pgrp != group and not _is_learner(pid):
                 found = True
-                _kill(pid, reap=True)
+                _kill(pid, reap=True)  # a zombie is only reaped: left, it would count against RLIMIT_NPROC
         if not found:
             break
     _stop_user({proc.pid for proc in _running if proc.alive() and proc.zygote is None})
@@ -909,8 +909,8 @@ def _stop_user(keep: set) -> None:
         time.sleep(0.005)
 
 
-def _processes():
-    """(pid, ppid, process group) of every live process this one can see (zombies are dead)."""
+def _processes(zombies: bool = False):
+    """(pid, ppid, process group) of every process this one can see, zombies only if asked."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -919,7 +919,7 @@ def _processes():
                 fields = f.read().rsplit(")", 1)[1].split()  # after "(command)": state, ppid, pgrp, ...
         except (OSError, IndexError):
             continue
-        if fields[0] not in ("Z", "X"):
+        if zombies or fields[0] not in ("Z", "X"):
             yield int(entry), int(fields[1]), int(fields[2])
 
 

@@ -17,8 +17,10 @@ ROUTE-OPEN in their failure message if they get through, ROUTE-CLOSED if not.
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -445,3 +447,42 @@ def test_inside_the_sandbox_learner_code_sees_no_reference_network_grading_proce
                     "descriptors": seen["descriptors"]}, seen
     assert seen["descriptors"] <= 7, f"the learner process holds {seen['descriptors']} descriptors"  # 0-2, /dev/null as
     # sys.stdin, its two pipes, and the one listdir opened
+
+
+FORK_BOMB = """
+import os, time
+
+def gain(nonlinearity, param=None):
+    started = 0
+    for _ in range(300):  # a bounded bomb: the limit, not the loop, must stop it
+        try:
+            if os.fork() == 0:
+                time.sleep(20)
+                os._exit(0)
+            started += 1
+        except OSError:
+            break
+    raise RuntimeError(f"FORKED {started}")
+"""
+
+
+@pytest.mark.parametrize("mode", [{"KATA_SANDBOX": "0", "KATA_LEARNER_USER": "nobody"}, {}],
+                         ids=["process-as-nobody", "sandbox"])
+def test_a_fork_bomb_fails_only_itself(tmp_path, monkeypatch, mode):
+    if not mode and not sandbox.available():
+        pytest.skip("no sandbox here")
+    if mode and os.geteuid() != 0:
+        pytest.skip("the learner user is switched to only by root")
+    for k, v in mode.items():
+        monkeypatch.setenv(k, v)
+    impl = Path(tempfile.mkdtemp(prefix="fork-bomb-"))  # readable by nobody, as run_autograder's copy is
+    try:
+        impl.chmod(0o755)
+        (impl / "kaiming.py").write_text(solution("kaiming") + FORK_BOMB, encoding="utf-8")
+        (impl / "saturation.py").write_text(solution("saturation"), encoding="utf-8")
+        results = grading.grade(["kaiming", "saturation"], impl)
+    finally:
+        shutil.rmtree(impl)
+    text = next(t.text for t in results["kaiming"].tests if "FORKED " in t.text)
+    assert int(text.split("FORKED ", 1)[1].split()[0]) < 300, text[:300]
+    assert results["saturation"].passed, [t.text[:200] for t in results["saturation"].tests if not t.passed]
