@@ -38,6 +38,8 @@ class UsageError(Exception):
 
 def grade(selected, impl, out, timeout: float, rows: bool = True):
     """Grade `selected` topics (a progress line while the tests run), print their rows, return the results."""
+    from kata import sandbox
+    sandbox.prestart()  # the sandbox imports torch while this process does
     from kata import grading, scorecard
     out.line(f"grading {show_path(impl)} ({len(selected)} topic{'s' * (len(selected) != 1)})")
     results = grading.grade(selected, impl, timeout=timeout,
@@ -70,6 +72,9 @@ def main(argv=None) -> int:
         print(f"grader.py: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # kata.grading.GradingError: the tests could not run at all
+        if type(e).__name__ == "GraderFailure":  # the kata's own failure, never the learner's
+            print(f"grader.py: error: {e}", file=sys.stderr)
+            return 3
         if type(e).__name__ != "GradingError":
             raise
         print(f"grader.py: error: {str(e).removeprefix('ERROR: ')}", file=sys.stderr)

@@ -3,8 +3,10 @@
     python benchmarks/grader_latency.py [--runs 5]
 
 1. Times `python -c "import torch"` (the floor) and `python grader.py --impl solutions` `runs`
-   times each, alternating, and prints the medians and their ratio (goal: <= 1.6).
-2. Times a grade of a tree whose kaiming_std never returns, against the normal grade (goal: <= 4x),
+   times each, alternating, and prints the medians and their ratio (goal: <= 1.6). The grade runs
+   in the sandbox where one starts (its mode is printed), and again with KATA_SANDBOX=0
+   (goal: sandboxed <= 1.1x process mode).
+2. Times a grade of a tree whose kaiming_std never returns, against the normal grade (goal: <= 3x),
    and `pytest -m kaiming` on that tree.
 3. Starts `python grader.py --watch` on a copy of solutions/, saves batchnorm.py `runs` times and
    prints the median time from the save to the verdict line (goal: <= 0.5 s).
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import re
 import shutil
@@ -25,13 +28,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 TOPIC = "batchnorm"
 HANG = "\n\ndef kaiming_std(fan_in, nonlinearity='tanh'):\n    while True:\n        pass\n"
 
 
 def timed(command) -> float:
+    env = None
+    if command and command[0] == "KATA_SANDBOX=0":
+        command, env = command[1:], {**os.environ, "KATA_SANDBOX": "0"}
     start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
@@ -47,16 +54,22 @@ def medians(runs: int, commands: dict) -> dict:
 
 
 def one_shot(runs: int, hung: Path) -> None:
+    from kata import remote
+    print(f"learner code runs in {remote.learner_mode()} mode")
     m = medians(runs, {
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
         "python grader.py --impl solutions": [sys.executable, "grader.py", "--impl", "solutions"],
+        "KATA_SANDBOX=0 python grader.py --impl solutions": ["KATA_SANDBOX=0", sys.executable, "grader.py", "--impl",
+                                                             "solutions"],
         "python grader.py --impl <kaiming_std hangs>": [sys.executable, "grader.py", "--impl", str(hung)],
         "pytest -m kaiming --impl=<kaiming_std hangs>": [sys.executable, "-m", "pytest", "-q", "-m", "kaiming",
                                                           "-p", "no:cacheprovider", f"--impl={hung}"],
     })
     floor, grade = m["python -c 'import torch'"], m["python grader.py --impl solutions"]
+    plain = m["KATA_SANDBOX=0 python grader.py --impl solutions"]
     print(f"ratio grader / import torch: {grade / floor:.2f} (goal <= 1.6)")
-    print(f"ratio hung grade / grade: {m['python grader.py --impl <kaiming_std hangs>'] / grade:.2f} (goal <= 4)")
+    print(f"ratio grader / KATA_SANDBOX=0 grader: {grade / plain:.2f} (goal <= 1.1)")
+    print(f"ratio hung grade / grade: {m['python grader.py --impl <kaiming_std hangs>'] / grade:.2f} (goal <= 3)")
 
 
 def watch(runs: int) -> None:

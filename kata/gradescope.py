@@ -12,7 +12,13 @@ runs; every module the report needs is imported; the submitted .py files named a
 are copied into a fresh folder and graded (learner code runs in a learner process of its own,
 as an unprivileged user when the run is root and KATA_LEARNER_USER names one); the kata's files
 are checked again, and results/results.json is written. A change to the kata's files is
-reported as a failure of every topic: the verdict would not be the kata's.
+reported as a failure of every topic: the verdict would not be the kata's. Where the grading
+side flags code it cannot verify (kata/review.py), an entry per topic says so with
+"visibility": "hidden": instructors see it, students do not.
+
+Limits: the whole run has a deadline (--deadline, default RUN_DEADLINE seconds); when it passes,
+results.json is written anyway (every topic not yet graded scores 0) and the run ends. A failure
+of the kata itself is reported as such (exit status 3), never as the learner's.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -31,6 +38,7 @@ from kata import topics
 from kata.loader import ROOT
 
 SHIPPED = ("grader.py", "pyproject.toml", "README.md", "kata", "tests")
+RUN_DEADLINE = 600.0  # seconds a whole run may take: a normal one takes under 15, one hung function 3 more each
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, to build the autograder's image.
@@ -105,8 +113,10 @@ def tampered(manifest: dict, root: Path) -> list[str]:
     return sorted(rel for rel in set(manifest) | set(now) if manifest.get(rel) != now.get(rel))
 
 
-def run(root: Path, timeout: float | None = None) -> dict:
+def run(root: Path, timeout: float | None = None, deadline: float = RUN_DEADLINE) -> dict:
     """Grade the submission under `root` and write root/results/results.json; return it."""
+    from kata import sandbox
+    sandbox.prestart()  # the sandbox imports torch while this process does
     from kata import grading, scorecard  # noqa: F401 - imported before any learner code runs
     timeout = grading.TIMEOUT if timeout is None else timeout
     source = root / "source"
@@ -117,25 +127,71 @@ def run(root: Path, timeout: float | None = None) -> dict:
     for topic, path in found.items():
         shutil.copyfile(path, impl / f"{topic}.py")
     _readable(impl)
+    out = root / "results" / "results.json"
+    _deadline(deadline, out, found)
     here = os.getcwd()
     os.chdir(impl)  # the learner's frames then read batchnorm.py:12, not a temporary folder's path
+    failed = ""
     try:
         results = grading.grade(topics.NAMES, impl, timeout=timeout) if not before else {}
+    except grading.GraderFailure as e:
+        results, failed = {}, str(e)
     finally:
         os.chdir(here)
+        signal.setitimer(signal.ITIMER_REAL, 0)
     changed = before or tampered(manifest, source)
     if changed:
         data = _tampering(changed, before=bool(before))
+    elif failed:
+        data = _everything_failed(failed)
     else:
-        data = scorecard.results_json(results, f"{len(found)} of {len(topics.NAMES)} topic files submitted")
+        from kata import remote
+        data = scorecard.results_json(results, f"{len(found)} of {len(topics.NAMES)} topic files submitted; "
+                                               f"learner code ran in {remote.learner_mode()} mode")
         if len(found) < len(topics.NAMES):
             missing = [t for t in topics.NAMES if t not in found]
             data["output"] += f"; not found in the submission: {', '.join(f'{t}.py' for t in missing)}"
-    out = root / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        data["tests"] += review_entries(results)
+    _write(out, data)
     shutil.rmtree(impl, ignore_errors=True)
     return data
+
+
+def review_entries(results: dict) -> list[dict]:
+    """One entry per flagged topic, for instructors only: what the grading side could not verify."""
+    return [{"name": f"{r.topic.name}: needs review", "score": 0, "max_score": 0, "status": "failed",
+             "visibility": "hidden",
+             "output": "\n".join(f"line {f['line']}: {f['why']}" for f in r.review)
+             + "\nthis code reaches torch's or the kata's internals, where it could change what the learner "
+               "process reports (shortcuts, inputs left unchanged, grad mode): read it before trusting the score"}
+            for r in results.values() if r.review]
+
+
+def _write(out: Path, data: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+
+
+def _deadline(seconds: float, out: Path, found: dict) -> None:
+    """When the whole run passes its deadline: write results.json (nothing graded scores) and end,
+    taking the learner processes with it."""
+    def expired(signum, frame):
+        why = (f"the grading did not finish within {seconds:g} s, so it was stopped; nothing was scored. "
+               "Ask the instructor to look at this submission")
+        _write(out, _everything_failed(why))
+        from kata import remote
+        remote._stop_all()
+        os._exit(1)
+    signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def _everything_failed(why: str) -> dict:
+    entries = [{"name": f"{t.name}: {t.section}", "score": 0, "max_score": t.points, "status": "failed",
+                "output": why} for t in topics.TOPICS]
+    return {"score": 0, "max_score": sum(t.points for t in topics.TOPICS), "output": why, "tests": entries}
 
 
 def _tampering(changed: list[str], before: bool) -> dict:
@@ -143,9 +199,7 @@ def _tampering(changed: list[str], before: bool) -> dict:
     why = (f"the autograder's own files changed {when}: {', '.join(changed[:10])}"
            + (" ..." if len(changed) > 10 else "") + ". The verdict would not be the kata's, so every topic fails; "
            "ask the instructor to look at this submission")
-    entries = [{"name": f"{t.name}: {t.section}", "score": 0, "max_score": t.points, "status": "failed",
-                "output": why} for t in topics.TOPICS]
-    return {"score": 0, "max_score": sum(t.points for t in topics.TOPICS), "output": why, "tests": entries}
+    return _everything_failed(why)
 
 
 def _readable(folder: Path) -> None:
@@ -160,10 +214,11 @@ def main(argv=None) -> int:
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds one call of learner code may take (default: the kata's, kata/remote.py)")
+    parser.add_argument("--deadline", type=float, default=float(os.environ.get("KATA_RUN_DEADLINE", RUN_DEADLINE)))
     args = parser.parse_args(argv)
-    data = run(args.root.resolve(), args.timeout)
+    data = run(args.root.resolve(), args.timeout, args.deadline)
     print(f"score {data['score']}/{data['max_score']}")
-    return 0
+    return 3 if data["output"].startswith("the grader failed") else 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from kata import diagnose, remote, topics
+from kata import diagnose, remote, review, topics
 from kata.loader import BUILTIN, TESTS, show_path
 from kata.results import Record, Status, TopicResult  # noqa: F401 - Status: the results, for importers
 
@@ -29,12 +29,13 @@ TIMEOUT = remote.CALL_TIMEOUT
 
 # ---------------------------------------------------------------- static checks of learner files
 def scan(path: Path) -> tuple[str, str]:
-    """(syntax error, solutions import) for a learner file, each '' when there is none."""
+    """(syntax error, solutions import) for a learner file, each '' when there is none. The file is
+    decoded as Python decodes it (its coding line, a BOM): what the import runs is what is scanned."""
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tree = ast.parse(review.read_source(path), filename=str(path))
     except SyntaxError as e:
         return f"{show_path(e.filename or path)}:{e.lineno}: syntax error: {e.msg}", ""
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, LookupError, OSError) as e:
         return f"{show_path(path)}: cannot be read as Python source: {e}", ""
     for node in ast.walk(tree):
         modules = []
@@ -50,8 +51,21 @@ def scan(path: Path) -> tuple[str, str]:
     return "", ""
 
 
+def _review(path: Path) -> list[dict]:
+    """What the learner's file does that the grading side cannot verify (kata/review.py)."""
+    try:
+        return review.flags(review.read_source(path))
+    except (SyntaxError, UnicodeDecodeError, ValueError, LookupError, OSError):
+        return []
+
+
 class GradingError(RuntimeError):
     """The tests could not run at all; the message says why."""
+
+
+class GraderFailure(GradingError):
+    """The kata itself failed while grading (its learner process could not run): exit status 3,
+    never charged to the learner."""
 
 
 def test_file(topic: str) -> Path:
@@ -124,6 +138,11 @@ def grade(names=topics.NAMES, impl: Path | str = BUILTIN["exercises"], *, timeou
                 continue
             r.syntax_error, uses = scan(impl / f"{t}.py")
             r.uses_solutions = uses if impl != BUILTIN["solutions"].resolve() else ""
+            r.review = _review(impl / f"{t}.py")
+    else:
+        sources = remote._read_sources(Path(bundle) / "sources.json")
+        for t, r in results.items():
+            r.review = review.flags(sources.get(t, ""))
     runnable = []
     for t in names:
         if not test_file(t).is_file():
@@ -140,6 +159,8 @@ def grade(names=topics.NAMES, impl: Path | str = BUILTIN["exercises"], *, timeou
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
         code = pytest.main(pytest_args([test_file(t) for t in runnable], None if bundle else impl, timeout, bundle),
                            plugins=[collector])
+    if remote.grader_failure:
+        raise GraderFailure(f"the grader failed: {remote.grader_failure}")
     if code == pytest.ExitCode.INTERRUPTED:
         raise KeyboardInterrupt
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR) and not collector.records:

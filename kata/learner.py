@@ -21,10 +21,13 @@ back to the test process and waits, serving any request that comes meanwhile.
 """
 from __future__ import annotations
 
+import faulthandler
 import gc
 import importlib
 import itertools
 import os
+import resource
+import signal
 import sys
 import traceback
 import types
@@ -34,9 +37,10 @@ from pathlib import Path
 
 import torch
 
-from kata import topics, wire
+from kata import probes, topics, wire  # probes: imported before the process loses access to the kata
 from kata.loader import Implementation, LearnerImportError
 from kata.wire import safe_repr
+from kata.sandbox import PROCESSES, SANDBOX_UID, stage_key
 
 
 class Server:
@@ -91,7 +95,7 @@ class Server:
                 self.modules[key] = self.bundle_module(topic)
             else:
                 if impl not in self.impls:
-                    self.impls[impl] = Implementation(impl)
+                    self.impls[impl] = Implementation(staged(impl))
                 self.modules[key] = self.impls[impl].load(topic)
             self.origin[self.modules[key].__name__] = key
         return self.modules[key]
@@ -106,7 +110,7 @@ class Server:
         try:
             module = self.module(header["impl"], header["topic"])
         except LearnerImportError as e:
-            return {"error": {"type": "LearnerImportError", "message": str(e)}}
+            return {"error": {"type": "LearnerImportError", "message": unstaged(str(e))}}
         except BaseException as e:  # noqa: BLE001 - anything else while importing learner code
             return {"error": describe(e)}
         removed = guards_removed()
@@ -141,7 +145,6 @@ class Server:
         """The callable (or object, for getattr/setattr) a request names, and its topic."""
         spec = header.get("target") or {}
         if "probe" in spec:
-            from kata import probes
             return getattr(probes, spec["probe"]), spec.get("topic")
         if "handle" in spec:
             obj = self.objects[spec["handle"]]
@@ -476,7 +479,7 @@ def describe(e: BaseException) -> dict:
     base = next((c.__name__ for c in kind.__mro__ if c.__name__ in wire.BUILTIN_ERRORS
                  and wire.BUILTIN_ERRORS[c.__name__] is c), None)
     out = {"type": f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins."),
-           "base": base, "message": safe_str(e)[:2000], "frames": _frames(e)}
+           "base": base, "message": unstaged(safe_str(e))[:2000], "frames": _frames(e)}
     if isinstance(e, ShortcutError):
         out["mistake"] = "shortcut"
     if isinstance(e, SystemExit):
@@ -500,8 +503,30 @@ def _frames(e: BaseException) -> list[list]:
         name = frame.filename
         if name.startswith(kata) or "site-packages" in name or name.startswith("<frozen"):
             continue
-        frames.append([name, frame.lineno, frame.name, (frame.line or "").strip()[:200]])
+        frames.append([unstaged(name), frame.lineno, frame.name, (frame.line or "").strip()[:200]])
     return frames[-8:]
+
+
+# ---------------------------------------------------------------- staged implementation folders
+_stage_of: dict[str, str] = {}  # the staged copy of an implementation folder (in the sandbox) -> its real path
+
+
+def staged(impl: str) -> str:
+    """Where `impl` is inside the sandbox: kata/sandbox.py copies each implementation folder into
+    the staging folder (KATA_STAGE); outside a sandbox, the folder itself."""
+    stage = os.environ.get("KATA_STAGE")
+    if not stage or impl.startswith("bundle:"):
+        return impl
+    path = os.path.join(stage, stage_key(impl))
+    _stage_of[path] = impl
+    return path
+
+
+def unstaged(text: str) -> str:
+    """A path (or a message) with the staged folder's name replaced by the real one."""
+    for path, impl in _stage_of.items():
+        text = text.replace(path, impl)
+    return text
 
 
 def safe_str(e) -> str:
@@ -512,21 +537,89 @@ def safe_str(e) -> str:
 
 
 # ---------------------------------------------------------------- entry points
+MEMORY = 768 << 20  # bytes of address space a learner process may map beyond what it has at start
+FILE_SIZE = 4 << 20  # bytes: its log (stdout and stderr) and any file it writes
+
+
+def warm() -> None:
+    """Import now what a learner process may need later, while the kata's files can still be read:
+    a learner process as another user (or in the sandbox) may no longer be able to."""
+    import torch.nn.functional  # noqa: F401
+    import torch.nn.init  # noqa: F401
+    from kata import loader  # noqa: F401
+    for rule in topics.SHORTCUTS.values():
+        _install(rule)
+
+
 def prepare() -> None:
-    """Settings of the learner process: one torch thread (the calls are small), no bytecode written
-    beside the learner's files, the user named by KATA_LEARNER_USER when started as root (on
-    Gradescope: learner code cannot then write the kata's files or signal the test process), and
-    death with the test process."""
+    """Settings of the learner process, before any learner code: one torch thread (the calls are
+    small), no bytecode written beside the learner's files, every import done, then the user named
+    by KATA_LEARNER_USER (or the sandbox's own uid) when started as root, limits on memory, file
+    size and processes, a stack dump on SIGUSR1 (the test process sends it at a deadline, to learn
+    which learner function hung), and death with the test process."""
     torch.set_num_threads(1)
     sys.dont_write_bytecode = True
-    user = os.environ.get("KATA_LEARNER_USER")
-    if user and os.geteuid() == 0:
-        import pwd
-        entry = pwd.getpwnam(user)  # a missing user fails the process: no learner code runs as root
+    warm()
+    uid = _learner_uid()
+    if uid is not None:
         os.setgroups([])
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
+        os.setgid(uid[1])
+        os.setuid(uid[0])
+    limit_resources()
+    faulthandler.enable(file=sys.stderr, all_threads=False)  # a crash shows where
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=False)  # the test process asks at a deadline
     die_with_parent()  # after setuid, which clears the setting
+
+
+def _learner_uid():
+    """(uid, gid) learner code runs as, or None: only a root run switches."""
+    if os.geteuid() != 0:
+        return None
+    if os.environ.get("KATA_STAGE"):  # in the sandbox: a uid of its own
+        return SANDBOX_UID, SANDBOX_UID
+    user = os.environ.get("KATA_LEARNER_USER")
+    if not user:
+        return None
+    import pwd
+    entry = pwd.getpwnam(user)  # a missing user fails the process: no learner code runs as root
+    return entry.pw_uid, entry.pw_gid
+
+
+def limit_resources() -> None:
+    """Caps the learner process cannot raise: address space, file size (SIGXFSZ ignored, so a write
+    past the cap fails instead of killing the process), processes, no core files."""
+    mapped = _mapped()
+    limits = [(resource.RLIMIT_AS, mapped + MEMORY), (resource.RLIMIT_FSIZE, FILE_SIZE), (resource.RLIMIT_CORE, 0)]
+    if os.getuid() != 0:  # RLIMIT_NPROC does not hold for root
+        limits.append((resource.RLIMIT_NPROC, int(os.environ.get("KATA_NPROC", "0")) or _processes() + PROCESSES))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for which, value in limits:
+        try:
+            soft, hard = resource.getrlimit(which)
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
+
+
+def _mapped() -> int:
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            line = next(x for x in f if x.startswith("VmSize:"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration, ValueError):
+        return 1 << 30
+
+
+def _processes() -> int:
+    """Processes of this uid now (RLIMIT_NPROC counts them all)."""
+    uid, n = os.getuid(), 0
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            n += entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid
+        except OSError:
+            pass
+    return n
 
 
 def die_with_parent() -> None:
@@ -535,7 +628,6 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         try:
             import ctypes
-            import signal
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except OSError:
             pass
@@ -556,7 +648,8 @@ def load_bundle(path: str | None) -> dict | None:
 
 
 def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle_path: str | None = None) -> None:
-    """Body of a forked learner process; never returns."""
+    """Body of a forked learner process (from the test process, or the sandbox's zygote); never
+    returns. It says "ready" once set up: a process that ends before is the kata's failure."""
     code = 0
     try:
         os.setsid()  # a session and process group of its own: no terminal to write to, and stopping the
@@ -569,8 +662,12 @@ def run_forked(fd_in: int, fd_out: int, log_fd: int, bundle_path: str | None = N
         sys.stdin = open(os.devnull)  # noqa: SIM115 - the process ends with os._exit
         sys.stdout = os.fdopen(1, "w", buffering=1)
         sys.stderr = os.fdopen(2, "w", buffering=1)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGUSR1):
+            signal.signal(sig, signal.SIG_DFL)
         prepare()
-        Server(wire.Channel(fd_in, fd_out), load_bundle(bundle_path)).serve()
+        channel = wire.Channel(fd_in, fd_out)
+        channel.send({"op": "ready"})
+        Server(channel, load_bundle(bundle_path)).serve()
     except BaseException:  # noqa: BLE001 - report and leave; the test process sees the pipe close
         code = 70
         traceback.print_exc()
@@ -599,9 +696,11 @@ def _max_fd() -> int:
 def main(argv) -> int:
     fd_in, fd_out = int(argv[0]), int(argv[1])
     prepare()
+    channel = wire.Channel(fd_in, fd_out)
+    channel.send({"op": "ready"})
     bundle = load_bundle(argv[2] if len(argv) > 2 else None)
     gc.freeze()
-    Server(wire.Channel(fd_in, fd_out), bundle).serve()
+    Server(channel, bundle).serve()
     return 0
 
 

@@ -17,8 +17,12 @@ here the same way, so "inputs unchanged" tests see what happened. A result that 
 or a view of one, is marked so (`shares_memory_with`), and each tensor read from the learner side
 carries its id there (`same_object`).
 
-A call that does not return within the time limit kills the learner process, which is started
-again for the next call; that function's later calls fail at once. A call that ends the process
+Learner processes run in the sandbox (kata/sandbox.py), forked by its zygote, where one starts;
+otherwise they are forked from this process (mode "process", `learner_mode()`). Either way, a
+call has one deadline that no message extends: one that does not return in time kills the
+learner process (after SIGUSR1, which makes it dump its stack), which is started again for the
+next call; that function's later calls fail at once, and so do those of the functions of its
+file that call it. A reply longer than wire.MAX_REPLY is refused before it is read. A call that ends the process
 (os._exit, a crash) fails the same way. Replies are decoded by kata/wire.py, which builds plain
 data only.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -40,10 +45,23 @@ from pathlib import Path
 
 import torch
 
-from kata import wire
+from kata import sandbox, topics, wire
 from kata.failure import KataFailure, Kind, LearnerProcessFailure
 
 CALL_TIMEOUT = 3.0  # seconds a learner call may take: the tests' calls take milliseconds, slow correct code 100x that
+START_TIMEOUT = 30.0  # seconds a new learner process may take to say it is ready (forks take milliseconds)
+ABORT_GRACE = 0.3  # seconds a learner process that ran past its deadline has to dump its stack (SIGUSR1)
+
+
+class GraderFailure(LearnerProcessFailure):
+    """The kata itself could not run learner code (the learner process could not start, the sandbox
+    failed): never the learner's failure. kata.grading turns it into exit status 3."""
+
+    def __init__(self, message: str):
+        super().__init__(f"the grader failed: {message}", Kind.CRASH)
+
+
+grader_failure: str | None = None  # set once a GraderFailure was raised in this process
 
 class LearnerError(Exception):
     """Mixed into the exception raised here for one raised by learner code: it carries the
@@ -73,9 +91,9 @@ def learner_exception(info: dict) -> BaseException:
 class LearnerProcess:
     """One learner process, started on first use and again after a timeout or a crash."""
 
-    def __init__(self, timeout: float = CALL_TIMEOUT, bundle: str | None = None):
+    def __init__(self, timeout: float = CALL_TIMEOUT):
         self.timeout = timeout
-        self.bundle = bundle  # a cloudpickle file of notebook objects, or None
+        self.bundle = None  # a cloudpickle file of notebook objects (kata.plugin sets it), or None
         self.generation = 0
         self.pid = None
         self.popen = None
@@ -87,48 +105,100 @@ class LearnerProcess:
         self.handles: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.rng = None  # the global RNG state the learner process has, as bytes (None: unknown)
         self.tape: list | None = None  # the current test's exchanges, while kata.plugin records them
+        self.zygote: sandbox.Zygote | None = None  # the sandbox's zygote that forked it, or None (process mode)
+        self.staged: set[str] = set()   # implementation folders copied into the sandbox for this process
+        self.impls: set[str] = set()    # every implementation folder it was asked about
+        self.last_log = ""              # the end of the log of the last learner process stopped
 
     # ------------------------------------------------------------ life
     def start(self) -> None:
+        global _last_mode
+        if grader_failure:
+            raise GraderFailure(grader_failure)
         _guard_test_process()
         child_in, parent_out = os.pipe()    # test -> learner
         parent_in, child_out = os.pipe()    # learner -> test
         self.log = tempfile.TemporaryFile()
         sys.stdout.flush()
         sys.stderr.flush()
-        if can_fork():
-            pid = os.fork()
-            if pid == 0:  # the learner process: it never returns into the test process's code
-                try:
-                    os.close(parent_out)
-                    os.close(parent_in)
-                    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
-                        signal.signal(sig, signal.SIG_DFL)
-                    from kata import learner
-                    learner.run_forked(child_in, child_out, self.log.fileno(), self.bundle)
-                finally:
-                    os._exit(70)
-            self.pid = pid
-        else:
-            command = [sys.executable, "-m", "kata.learner", str(child_in), str(child_out)]
-            if self.bundle:
-                command.append(self.bundle)
-            self.popen = subprocess.Popen(command, pass_fds=(child_in, child_out), stdin=subprocess.DEVNULL,
-                                          stdout=self.log, stderr=subprocess.STDOUT, close_fds=True,
-                                          process_group=0 if hasattr(os, "setpgid") else None)
-            self.pid = self.popen.pid
-        os.close(child_in)
-        os.close(child_out)
-        self.channel = wire.Channel(parent_in, parent_out)
+        self.zygote, self.staged, self.popen = _zygote(), set(), None
+        try:
+            if self.zygote is not None:
+                self.pid = self._spawn_in_sandbox(child_in, child_out)
+            elif can_fork():
+                self.pid = self._fork(child_in, child_out)
+            else:
+                command = [sys.executable, "-m", "kata.learner", str(child_in), str(child_out)]
+                if self.bundle:
+                    command.append(self.bundle)
+                self.popen = subprocess.Popen(command, pass_fds=(child_in, child_out), stdin=subprocess.DEVNULL,
+                                              stdout=self.log, stderr=subprocess.STDOUT, close_fds=True,
+                                              process_group=0 if hasattr(os, "setpgid") else None)
+                self.pid = self.popen.pid
+        finally:
+            os.close(child_in)
+            os.close(child_out)
+        _last_mode = "sandbox" if self.zygote is not None else "process"
+        self.channel = wire.Channel(parent_in, parent_out, limit=wire.MAX_REPLY)
         self.generation += 1
         self.rng = None
         _running.add(self)
+        self._await_ready()
+        for impl in sorted(self.impls):
+            self._stage(impl)
+
+    def _fork(self, child_in: int, child_out: int) -> int:
+        pid = os.fork()
+        if pid == 0:  # the learner process: it never returns into the test process's code
+            try:
+                from kata import learner
+                learner.run_forked(child_in, child_out, self.log.fileno(), self.bundle)
+            finally:
+                os._exit(70)
+        return pid
+
+    def _spawn_in_sandbox(self, child_in: int, child_out: int) -> int:
+        for attempt in (1, 2):
+            bundle = sandbox.stage_file(self.zygote.stage, self.bundle, "bundle.pkl") if self.bundle else None
+            try:
+                return self.zygote.spawn(child_in, child_out, self.log.fileno(), bundle)
+            except sandbox.SandboxError as e:
+                if attempt == 2 or not self.zygote.ready:  # it never worked: the kata's failure
+                    _fail(str(e))
+                self.zygote = _zygote(fresh=True)  # it worked, and has gone since (learner code can kill
+                # it when the run is not root): a new one
+
+    def _await_ready(self) -> None:
+        """The learner process says "ready" once it is set up, before any learner code runs: one that
+        cannot is the kata's failure (a missing user, a module it cannot import), not the learner's."""
+        deadline = time.monotonic() + START_TIMEOUT
+        try:
+            reply, _ = self.channel.recv(lambda fd: _wait(fd, deadline))
+            if reply.get("op") == "ready":
+                return
+            why = "it sent something else first"
+        except _Deadline:
+            why = f"it did not answer within {START_TIMEOUT:g} s"
+        except (EOFError, OSError, wire.WireError) as e:
+            why = f"it ended ({type(e).__name__})"
+        status = self.stop()
+        _fail(f"the learner process could not start: {why}, {_exit_words(status)}"
+              + (f"\nits last output:\n{self.last_log}" if self.last_log else ""))
+
+    def _stage(self, impl: str) -> None:
+        """Copy an implementation folder into the sandbox, once per learner process."""
+        self.impls.add(impl)
+        if self.zygote is not None and impl not in self.staged and not impl.startswith("bundle:"):
+            sandbox.stage_impl(self.zygote.stage, impl)
+            self.staged.add(impl)
 
     def alive(self) -> bool:
         return self.channel is not None
 
-    def stop(self) -> int | None:
-        """Kill the process (if it runs) and return its exit status as a shell shows it."""
+    def stop(self, grace: float = 0.0) -> int | None:
+        """Kill the process (if it runs) and everything it started, and return its exit status as
+        a shell shows it. With `grace`, SIGUSR1 first: the learner process dumps its stack to its
+        log (faulthandler), which says which learner function was running."""
         if self.channel is None:
             return None
         for fd in (self.channel.fd_in, self.channel.fd_out):
@@ -137,19 +207,41 @@ class LearnerProcess:
             except OSError:
                 pass
         self.channel = None
-        try:  # the learner's process group: processes learner code started go with it
-            os.killpg(self.pid, signal.SIGKILL) if hasattr(os, "killpg") else os.kill(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+        if grace:
+            self._dump_stack(grace)
+        if self.zygote is not None:
             try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        status = self._reap()
-        _stop_orphans()
+                status = self.zygote.stop(self.pid)
+            except sandbox.SandboxError:
+                status = None  # the zygote has gone, and its namespace with it
+        else:
+            _kill_group(self.pid)
+            status = self._reap()
+            _stop_orphans()
         _running.discard(self)
-        self.log_text = self.log_tail()
+        self.last_log = self.log_tail(64000)  # a stack dump of a deep stack is long, innermost frame first
+        self.log_text = self.last_log[-4000:]
         self.log.close()
         return status
+
+    def _dump_stack(self, grace: float) -> None:
+        """SIGUSR1 makes the learner process write its stack to its log (faulthandler, in C: it works
+        inside a loop that never returns to Python); wait until it has, at most `grace` seconds."""
+        size = os.fstat(self.log.fileno()).st_size
+        try:
+            if self.zygote is not None:
+                self.zygote.signal(self.pid, signal.SIGUSR1)
+            else:
+                os.kill(self.pid, signal.SIGUSR1)
+        except (OSError, sandbox.SandboxError):
+            return
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            time.sleep(0.01)
+            now = os.fstat(self.log.fileno()).st_size
+            if now > size:  # written in one go from the signal handler; a moment more for the rest
+                time.sleep(0.02)
+                return
 
     def _reap(self) -> int | None:
         try:
@@ -164,9 +256,11 @@ class LearnerProcess:
     def log_tail(self, limit: int = 1200) -> str:
         """The end of what the learner process printed (its stdout and stderr)."""
         if self.log is None or self.log.closed:
-            return getattr(self, "log_text", "")
-        self.log.seek(0)
-        return self.log.read()[-limit:].decode("utf-8", "replace").strip()
+            return getattr(self, "log_text", "")[-limit:]
+        self.log.seek(0, os.SEEK_END)  # the log may be long (up to the learner's file-size limit): read its end
+        self.log.seek(max(0, self.log.tell() - limit))
+        text = self.log.read(limit).decode("utf-8", "replace")
+        return "\n".join(line for line in text.splitlines() if not line.startswith("Extension modules:")).strip()
 
     # ------------------------------------------------------------ requests
     def request(self, header: dict, encoder: wire.Encoder | None, key: str, what: str):
@@ -178,20 +272,26 @@ class LearnerProcess:
             raise LearnerProcessFailure(f"not run: {why}", kind)
         if not self.alive():
             self.start()
+        for impl in (header.get("impl"), (header.get("target") or {}).get("impl")):
+            if isinstance(impl, str):
+                self._stage(impl)
         encoder = encoder or wire.Encoder(self.other)
         if self.release:
             header["release"], self.release = self.release, []
         try:
             self.channel.send(*wire.message(header, encoder))
+            deadline = time.monotonic() + self.timeout  # one deadline for the call: no message extends it
             while True:
-                deadline = time.monotonic() + self.timeout
                 reply, blobs = self.channel.recv(lambda fd: _wait(fd, deadline))
                 if reply.get("op") != "callback":
                     break
                 self.serve_callback(reply, blobs, encoder)
         except _Deadline:
-            self.stop()
+            self.stop(grace=ABORT_GRACE)
             self.stopped[key] = (Kind.TIMEOUT, f"{what} timed out in an earlier test (after {self.timeout:g} s)")
+            for hung, why in hung_keys(self.last_log).items():  # a hung function costs one timeout, whoever calls it
+                self.stopped.setdefault(hung, (Kind.TIMEOUT, f"{why} timed out in an earlier test (after "
+                                                             f"{self.timeout:g} s)"))
             raise LearnerProcessFailure(
                 f"{what} timed out after {self.timeout:g} s: the code is still running (an infinite loop, or a "
                 "loop much longer than this exercise needs); the learner process was stopped and restarted",
@@ -452,7 +552,7 @@ class Remote:
     """An implementation under test: a folder of topic files (exercises, solutions, a path), or
     the notebook objects of a bundle. `load(topic)` gives that topic's RemoteModule."""
 
-    def __init__(self, impl, proc: LearnerProcess | None = None, label: str | None = None):
+    def __init__(self, impl):
         from kata.loader import default_impl, resolve
         self.sources: dict[str, str] = {}  # a bundle's source texts, by topic
         if isinstance(impl, str) and impl.startswith("bundle:"):
@@ -461,8 +561,8 @@ class Remote:
         else:
             self.path = resolve(impl)
             self.key = str(self.path)
-        self.label = label or str(impl or default_impl())
-        self.proc = proc or shared_process()
+        self.label = str(impl or default_impl())
+        self.proc = shared_process()
 
     def load(self, topic: str) -> "RemoteModule":
         __tracebackhide__ = True  # pytest shows the test's line, not the boundary's
@@ -482,9 +582,10 @@ class Remote:
         if self.path is None:
             return self.sources.get(topic), f"the notebook's {topic} code"
         file = self.file(topic)
-        try:
-            return file.read_text(encoding="utf-8"), file.name
-        except (OSError, UnicodeDecodeError):
+        try:  # decoded as Python decodes it (a coding line, a BOM): what runs is what is read
+            from kata.review import read_source
+            return read_source(file), file.name
+        except (OSError, SyntaxError, UnicodeDecodeError, LookupError):
             return None, file.name
 
 
@@ -674,14 +775,84 @@ def shared_process(timeout: float | None = None) -> LearnerProcess:
     global _shared
     if _shared is None:
         _shared = LearnerProcess(CALL_TIMEOUT if timeout is None else timeout)
+        _zygote()  # the sandbox starts now, importing torch while pytest collects the tests
     elif timeout is not None:
         _shared.timeout = timeout
     return _shared
 
 
+_last_mode: str | None = None  # how the last learner process started ran learner code
+
+
 def learner_mode() -> str:
-    """How learner code runs, as the report says it: "sandbox" or "process" (grader.py --report's "mode")."""
-    return "process"
+    """How learner code ran, as the report says it: "sandbox" or "process" (grader.py --report's "mode"): the mode of
+    the last learner process started, else the mode the next one would have."""
+    return _last_mode or ("sandbox" if sandbox.available() else "process")
+
+
+_the_zygote: sandbox.Zygote | None = None
+
+
+def _zygote(fresh: bool = False) -> sandbox.Zygote | None:
+    """The sandbox's zygote of this process (started on first use, again if it has died), or None
+    where no sandbox can start (then learner processes are forked from this one)."""
+    global _the_zygote
+    if not sandbox.available():
+        return None
+    if _the_zygote is not None and (fresh or _the_zygote.popen.poll() is not None):
+        _the_zygote.close()
+        _the_zygote = None
+    if _the_zygote is None:
+        _the_zygote = sandbox.take_early() or sandbox.Zygote()
+    return _the_zygote
+
+
+def _fail(message: str):
+    """Raise the kata's own failure, and remember it: the run ends with exit status 3."""
+    global grader_failure
+    grader_failure = grader_failure or message
+    raise GraderFailure(message)
+
+
+def hung_keys(log: str) -> dict[str, str]:
+    """{call key: name of the hung function} for the learner functions that were running when a
+    deadline hit (the stack the learner process dumped on SIGUSR1), and for every function of
+    the same file that calls one of them by name: each would hang again, and cost another timeout."""
+    import ast
+    stack = re.findall(r'File "([^"\n]+)", line \d+ in (\w+)', log.split("most recent call first", 1)[-1])
+    out: dict[str, str] = {}
+    for file, name in stack:
+        file = _unstaged(file)
+        path = Path(file)
+        if path.stem not in topics.NAMES or path.parent == Path(sandbox.KATA):
+            continue
+        hung = {name}
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (OSError, SyntaxError, ValueError):
+            tree = None
+        functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)] if tree else []
+        while True:  # callers, and their callers
+            callers = {f.name for f in functions if f.name not in hung and any(
+                isinstance(n, ast.Name) and n.id in hung for n in ast.walk(f))}
+            if not callers:
+                break
+            hung |= callers
+        for fn in hung:
+            out.setdefault(f"{path.parent}:{path.stem}.{fn}", name)
+        break  # the innermost learner frame is the one that hung
+    return out
+
+
+def _unstaged(file: str) -> str:
+    """A staged copy's path (in the sandbox) as the implementation folder's own."""
+    proc = _shared
+    if proc is not None and proc.zygote is not None:
+        for impl in proc.impls:
+            staged = str(proc.zygote.stage / sandbox.stage_key(impl))
+            if file.startswith(staged + os.sep):
+                return impl + file[len(staged):]
+    return file
 
 
 def reset_shared() -> None:
@@ -693,8 +864,13 @@ def reset_shared() -> None:
 
 @atexit.register
 def _stop_all() -> None:
+    global _the_zygote
     for proc in list(_running):
         proc.stop()
+    if _the_zygote is not None:
+        _the_zygote.close()
+        _the_zygote = None
+    _stop_user(set())
 
 
 def can_fork() -> bool:
@@ -736,10 +912,51 @@ def _guard_test_process() -> None:
 
 def _stop_orphans() -> None:
     """Kill the processes learner code started that outlived the learner process: this process's
-    children (reparented here) in a process group of their own; its own subprocesses share its group."""
+    children (reparented here) in a process group of their own (its own subprocesses share its
+    group), and, as root, every process of the learner's user but the live learner processes.
+    Repeated until a pass finds none: a process may start another while it is being killed."""
     if not os.path.isdir("/proc"):
         return
     me, group = os.getpid(), os.getpgrp()
+    for _ in range(200):
+        found = False
+        for pid, ppid, pgrp in _processes(zombies=True):
+            if ppid == me and pgrp != group and not _is_learner(pid):
+                found = True
+                _kill(pid, reap=True)  # a zombie is only reaped: left, it would count against RLIMIT_NPROC
+        if not found:
+            break
+    _stop_user({proc.pid for proc in _running if proc.alive() and proc.zygote is None})
+
+
+def _stop_user(keep: set) -> None:
+    """As root in process mode, learner code runs as KATA_LEARNER_USER: kill every process of that
+    user except the process groups in `keep`, until none is left."""
+    user = os.environ.get("KATA_LEARNER_USER")
+    if not user or os.geteuid() != 0 or not os.path.isdir("/proc"):
+        return
+    try:
+        import pwd
+        uid = pwd.getpwnam(user).pw_uid
+    except (KeyError, ImportError):
+        return
+    for _ in range(200):
+        found = False
+        for pid, _, pgrp in _processes():
+            try:
+                owner = os.stat(f"/proc/{pid}").st_uid
+            except OSError:
+                continue
+            if owner == uid and pgrp not in keep:
+                found = True
+                _kill(pid)
+        if not found:
+            return
+        time.sleep(0.005)
+
+
+def _processes(zombies: bool = False):
+    """(pid, ppid, process group) of every process this one can see, zombies only if asked."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -748,12 +965,30 @@ def _stop_orphans() -> None:
                 fields = f.read().rsplit(")", 1)[1].split()  # after "(command)": state, ppid, pgrp, ...
         except (OSError, IndexError):
             continue
-        if int(fields[1]) == me and int(fields[2]) != group and not _is_learner(int(entry)):
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-                os.waitpid(int(entry), 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        if zombies or fields[0] not in ("Z", "X"):
+            yield int(entry), int(fields[1]), int(fields[2])
+
+
+def _kill(pid: int, reap: bool = False) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        os.waitpid(pid, 0 if reap else os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL to the learner's process group: processes learner code started go with it."""
+    try:
+        os.killpg(pid, signal.SIGKILL) if hasattr(os, "killpg") else os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _is_learner(pid: int) -> bool:

@@ -71,9 +71,11 @@ def details(r: TopicResult, hint_level: int | None = None, most: int | None = SH
     from kata import diagnose
     from kata.report import unexplained
     name = r.topic.name
+    flagged = [f"{name}: needs review, line {f['line']}: {f['why']}" for f in r.review] if ask else []  # not on
+    # Gradescope, where kata/gradescope.py adds them as entries hidden from students
     if r.passed:
-        return [f"{name}: all {len(r.tests)} tests pass."]
-    lines = [f"{name}: {text}" for text in (r.problem, r.missing, r.syntax_error) if text]
+        return [f"{name}: all {len(r.tests)} tests pass.", *flagged]
+    lines = [f"{name}: {text}" for text in (r.problem, r.missing, r.syntax_error) if text] + flagged
     if r.uses_solutions:
         lines.append(f"{name}: {r.uses_solutions}; it scores 0 until the code in your own file passes.")
     failing = [t for t in r.tests if not t.passed]

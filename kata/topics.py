@@ -100,10 +100,11 @@ NORMALISE = ShortcutRule(
     why="compute the mean and variance with tensor ops (x.mean(0), x.var(0, unbiased=False)) and normalise "
         "with gamma * (x - mean) / torch.sqrt(var + eps) + beta")
 INIT = ShortcutRule(
-    source=("nn.init", "calculate_gain", "kaiming_normal_", "kaiming_uniform_"),
+    # what the topics teach: the gain and the Kaiming/Xavier scale; nn.init.zeros_, ones_ and normal_
+    # (which draws exactly what Tensor.normal_ draws) are fine
+    source=("calculate_gain", "kaiming_normal_", "kaiming_uniform_", "xavier_normal_", "xavier_uniform_"),
     runtime=tuple(f"torch.nn.init.{name}" for name in ("calculate_gain", "kaiming_normal_", "kaiming_uniform_",
-                                                      "normal_", "uniform_", "trunc_normal_", "xavier_normal_",
-                                                      "xavier_uniform_")),
+                                                      "xavier_normal_", "xavier_uniform_")),
     why="compute the gain from the nonlinearity's name and draw the weight with torch.randn")
 SHORTCUTS = {"batchnorm": NORMALISE, "running_stats": NORMALISE, "fold_batchnorm": NORMALISE,
              "kaiming": INIT, "modules": NORMALISE + INIT}

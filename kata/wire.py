@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-MAX_MESSAGE = 2**31  # bytes; a longer frame is refused before it is read
+MAX_MESSAGE = 2**31  # bytes a request to the learner process may have (the test side is trusted)
+MAX_REPLY = 8 << 20  # bytes a message from the learner process may have: the largest the tests need is
+# about 1 MB; a longer one is refused before it is read
+CHUNK = 1 << 20      # a frame is read in pieces of this size: memory grows with what arrives, never with
+# the length a frame announces
 MAX_DEPTH = 64       # nesting of lists, tuples and dicts
 _PREFIX = struct.Struct("<QI")
 
@@ -290,8 +294,9 @@ def _dict(v) -> dict:
 class Channel:
     """One direction of messages on a file descriptor."""
 
-    def __init__(self, fd_in: int | None = None, fd_out: int | None = None):
+    def __init__(self, fd_in: int | None = None, fd_out: int | None = None, limit: int = MAX_MESSAGE):
         self.fd_in, self.fd_out = fd_in, fd_out
+        self.limit = limit  # the longest message this side accepts
 
     def send(self, header: dict, blobs=()) -> None:
         data = memoryview(pack(header, blobs))
@@ -303,8 +308,8 @@ class Channel:
         """(header, blobs), blobs as views of the message's buffer; `wait(fd)` blocks until fd
         is readable (it raises on a deadline). Raises EOFError when the other side has gone."""
         total, head_len = _PREFIX.unpack(self._read(_PREFIX.size, wait))
-        if total > MAX_MESSAGE or head_len > total:
-            raise WireError(f"a message of {total} bytes is refused")
+        if total > self.limit or head_len > total:
+            raise WireError(f"a message of {total} bytes is refused (at most {self.limit} are accepted)")
         body = memoryview(self._read(total, wait))
         try:
             header = json.loads(bytes(body[:head_len]))
@@ -324,15 +329,14 @@ class Channel:
         return header, blobs
 
     def _read(self, n: int, wait) -> bytearray:
-        buf, got = bytearray(n), 0
-        view = memoryview(buf)
-        while got < n:
+        buf = bytearray()
+        while len(buf) < n:
             if wait is not None:
                 wait(self.fd_in)
-            k = os.readv(self.fd_in, [view[got:got + (1 << 22)]])
-            if not k:
+            piece = os.read(self.fd_in, min(CHUNK, n - len(buf)))
+            if not piece:
                 raise EOFError
-            got += k
+            buf += piece
         return buf
 
 

@@ -1,17 +1,20 @@
 """The Gradescope bundle, tried as Gradescope runs it: unzipped into <root>/source, a submission
 in <root>/submission, `run_autograder` with AUTOGRADER_ROOT=<root>, results in
-<root>/results/results.json. setup.sh is not run (it installs what this machine already has)."""
+<root>/results/results.json. setup.sh is not run (it installs what this machine already has).
+Gradescope's Docker has no user namespaces, so no sandbox: KATA_SANDBOX=0 runs that route here;
+the sandboxed route is tried too where this machine has one."""
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from kata import gradescope, topics
+from kata import gradescope, sandbox, topics
 from kata.loader import BUILTIN, ROOT
 
 pytestmark = pytest.mark.timeout(300)
@@ -64,8 +67,13 @@ def test_write_bundle_has_setup_run_autograder_and_a_manifest_of_the_kata(bundle
     assert not any("solutions/" in n or "exercises/" in n for n in names), "the reference stays out of the bundle"
 
 
-def test_run_autograder_gives_full_marks_to_a_correct_submission(bundle, tmp_path):
-    data = autograde(bundle, tmp_path / "ag", files_of(ROOT / "meta" / "alternatives" / "plain"))
+MODES = [pytest.param({"KATA_SANDBOX": "0"}, id="process"),
+         pytest.param({}, id="sandbox", marks=pytest.mark.skipif(not sandbox.available(), reason="no sandbox here"))]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_run_autograder_gives_full_marks_to_a_correct_submission(bundle, tmp_path, mode):
+    data = autograde(bundle, tmp_path / "ag", files_of(ROOT / "meta" / "alternatives" / "plain"), env=mode)
     assert data["score"] == data["max_score"] == 100, json.dumps(data, indent=1)[:2000]
     assert [e["name"].split(":")[0] for e in data["tests"]] == list(topics.NAMES)
     assert all(e["status"] == "passed" for e in data["tests"])
@@ -82,17 +90,43 @@ def test_run_autograder_scores_the_stubs_zero_and_names_a_missing_file(bundle, t
 def test_run_autograder_reports_tampering_with_its_files_as_a_failure(bundle, tmp_path):
     files = files_of(BUILTIN["solutions"])
     files["batchnorm.py"] = TAMPER + "\ndef batchnorm_forward(x, gamma, beta, eps=1e-5):\n    return x\n"
-    data = autograde(bundle, tmp_path / "ag", files, env={"KATA_LEARNER_USER": ""})  # no unprivileged user
+    data = autograde(bundle, tmp_path / "ag", files, env={"KATA_LEARNER_USER": "", "KATA_SANDBOX": "0"})  # no
+    # unprivileged user, no sandbox: learner code can write the kata's files, and the change is seen
     assert data["score"] == 0 and "tests/test_batchnorm.py" in data["output"], data["output"]
     assert "changed while the submission's code ran" in data["output"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("id") is None, reason="the unprivileged learner needs root")
-def test_run_autograder_as_root_runs_learner_code_as_nobody_so_it_cannot_tamper(bundle, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_run_autograder_as_root_runs_learner_code_as_nobody_so_it_cannot_tamper(bundle, tmp_path, mode):
     files = files_of(BUILTIN["solutions"])
     files["batchnorm.py"] = TAMPER + "\n" + files["batchnorm.py"]
-    data = autograde(bundle, tmp_path / "ag", files)
+    data = autograde(bundle, tmp_path / "ag", files, env=mode)
     assert "changed" not in data["output"], data["output"]
     assert data["score"] == 100, json.dumps(data, indent=1)[:1500]  # the attempt failed; the code is correct
     assert (tmp_path / "ag" / "source" / "tests" / "test_batchnorm.py").read_bytes() == \
         (ROOT / "tests" / "test_batchnorm.py").read_bytes()
+
+
+HANGS = "def split_loss(forward, X, Y):\n    while True:\n        pass\n"
+
+
+def test_run_autograder_writes_results_json_when_the_whole_run_passes_its_deadline(bundle, tmp_path):
+    files = files_of(BUILTIN["solutions"])
+    files["no_grad.py"] = HANGS
+    started = time.monotonic()
+    data = autograde(bundle, tmp_path / "ag", files, env={"KATA_RUN_DEADLINE": "2"})
+    assert time.monotonic() - started < 60
+    assert data["score"] == 0 and "did not finish within 2 s" in data["output"], data["output"]
+    assert len(data["tests"]) == len(topics.NAMES)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the learner user is switched to only by root")
+def test_a_learner_process_the_kata_cannot_start_is_the_graders_failure_not_the_learners(bundle, tmp_path):
+    data = autograde(bundle, tmp_path / "ag", files_of(BUILTIN["solutions"]),
+                     env={"KATA_SANDBOX": "0", "KATA_LEARNER_USER": "no-such-user-of-the-kata"})
+    assert data["score"] == 0 and data["output"].startswith("the grader failed: "), data["output"][:500]
+    done = subprocess.run([sys.executable, "grader.py", "batchnorm", "--impl", "solutions"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "KATA_SANDBOX": "0", "KATA_LEARNER_USER": "no-such-user-of-the-kata"})
+    assert done.returncode == 3 and "the grader failed" in done.stderr, (done.returncode, done.stderr[-800:])
