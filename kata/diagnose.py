@@ -364,7 +364,10 @@ def _ks(a: torch.Tensor, b: torch.Tensor) -> float:
     return (fa - fb).abs().max().item()
 
 
-NO, DRAWN_ALIKE, EXACT = 0, 1, 2  # how a replay matches: not, random draws by statistics only, value for value
+# how a replay matches the learner's replies: not at all; random draws alike by their statistics;
+# value for value within the dtype's tolerance; byte for byte (the same arithmetic: what a mistake
+# graded as itself gives, and what tells a float32 slip from float64 arithmetic done right)
+NO, DRAWN_ALIKE, EXACT, IDENTICAL = 0, 1, 2, 3
 
 
 def _mark_random_sources(tape: list) -> None:
@@ -382,6 +385,8 @@ def _same_tape(tape: list, replies: list | None) -> int:
     if replies is None or len(replies) != len(tape):
         return NO
     _mark_random_sources(tape)
+    if _identical(tape, replies):
+        return IDENTICAL
     pairing = _Pairing()
     exact = all(same_reply((ex.reply, ex.reply_blobs), got, ex, pairing, random=False) for ex, got in zip(tape, replies))
     if exact:
@@ -390,6 +395,25 @@ def _same_tape(tape: list, replies: list | None) -> int:
     alike = all(same_reply((ex.reply, ex.reply_blobs), got, ex, pairing) for ex, got in zip(tape, replies))
     repeats = _repeats([(ex.reply, ex.reply_blobs) for ex in tape]) == _repeats(replies)
     return DRAWN_ALIKE if alike and repeats else NO
+
+
+def _identical(tape: list, replies: list) -> bool:
+    """The same replies byte for byte, object numbers canonical (a learner object's repr, which
+    holds its address, aside)."""
+    mine = _canonical([(ex.reply, ex.reply_blobs) for ex in tape])
+    theirs = _canonical(replies)
+    return all(json.dumps(_plain(a), sort_keys=True) == json.dumps(_plain(b), sort_keys=True)  # 1 is not 1.0
+               and [bytes(x) for x in ab] == [bytes(x) for x in bb]
+               and (ex.called_back or []) == (b.get("called_back") or [])
+               for ex, (a, ab), (b, bb) in zip(tape, mine, theirs))
+
+
+def _plain(header):
+    if isinstance(header, dict):
+        return {k: _plain(v) for k, v in header.items() if k not in ("info", "blobs", "called_back")}
+    if isinstance(header, list):
+        return [_plain(v) for v in header]
+    return header
 
 
 def _repeats(replies: list) -> list:
@@ -596,15 +620,29 @@ def matches(topic: str, tape: list) -> list[str]:
 def _matches(topic: str, tape: list) -> list[str]:
     from kata.loader import BUILTIN
     reference = _same_tape(tape, _replies("reference", lambda: BUILTIN["solutions"], tape))
-    if reference == EXACT:
+    if reference == IDENTICAL:
         return []  # the learner answered as the reference does: what failed is not in these values
     found = {c.id: _same_tape(tape, _replies(c.id, c.folder, tape)) for c in candidates(topic)}
     best = max(found.values(), default=NO)
-    # a mistake that reproduces the learner's draws value for value says more than one that draws
-    # alike; and draws like the reference's explain nothing unless some mistake reproduces them exactly
-    if best == NO or (best == DRAWN_ALIKE and reference == DRAWN_ALIKE):
-        return []
-    return [m for m, how in found.items() if how == best]
+    # the closest reproduction wins (byte for byte, then within tolerance, then draws alike), and
+    # only when it is closer than the reference's: replies as near the reference's as a mistake's
+    # are not that mistake's doing
+    return [m for m, how in found.items() if how == best] if best > reference else []
+
+
+def refine(topic: str, records: list, passing: list) -> None:
+    """Where several mistakes explain a failing test, drop those that a test the learner's code
+    passes contradicts: its replay of that test differs from the learner's replies (who passed it,
+    as the reference does). Only ever narrows a "one of"; never removes its last mistake."""
+    ambiguous = {m for r in records if r.matches and len(r.matches) > 1 for m in r.matches}
+    if not ambiguous or not passing:
+        return
+    by_id = {c.id: c for c in candidates(topic)}
+    refuted = {m for m in ambiguous if m in by_id and any(
+        _same_tape(tape, _replies(m, by_id[m].folder, tape)) == NO for tape in passing if tape)}
+    for r in records:
+        if r.matches and len(r.matches) > 1:
+            r.matches = [m for m in r.matches if m not in refuted] or r.matches
 
 
 def mistake(topic: str, qualified: str) -> topics.Mistake | None:
@@ -649,7 +687,8 @@ def causes(records: list, topic: str) -> list:
                 explained.setdefault(m, set()).add(r.name)
     parts = _parts(topic)
     singles = [m for m in explained if m not in parts]
-    chosen, uncovered = _greedy(singles, explained, set().union(*explained.values()) if explained else set(), topic)
+    chosen, uncovered = _greedy(singles, explained, set().union(*explained.values()) if explained else set(), topic,
+                                [r.name for r in records])
     combos = {c: explained[c].union(*(explained.get(p, set()) for p in parts[c])) for c in explained if c in parts}
     while uncovered:
         best = max(combos, key=lambda c: (len(explained[c] & uncovered), len(combos[c])), default=None)
@@ -661,7 +700,9 @@ def causes(records: list, topic: str) -> list:
     return sorted(chosen, key=lambda c: -len(c.tests))
 
 
-def _greedy(pool: list, explained: dict, uncovered: set, topic: str) -> tuple[list, set]:
+def _greedy(pool: list, explained: dict, uncovered: set, topic: str, names: list) -> tuple[list, set]:
+    """Singles chosen by the failing tests they explain that no chosen one does; `names`: the tests
+    in run (lesson) order, the order a cause lists its tests in."""
     from kata.results import Cause
     order = {m: k for k, m in enumerate(c.id for c in candidates(topic))}
     chosen = []
@@ -670,7 +711,7 @@ def _greedy(pool: list, explained: dict, uncovered: set, topic: str) -> tuple[li
         if best is None or not explained[best] & uncovered:
             break
         alike = sorted((m for m in pool if explained[m] == explained[best]), key=lambda m: order.get(m, len(order)))
-        chosen.append(Cause(alike, sorted(explained[best])))
+        chosen.append(Cause(alike, [r for r in names if r in explained[best]]))
         uncovered = uncovered - explained[best]
         pool = [m for m in pool if m not in alike]
     return chosen, uncovered

@@ -25,9 +25,6 @@ class KataFailure(AssertionError):
         self.mistake = mistake
         self.kind = kind
 
-    def __str__(self) -> str:
-        text = super().__str__()
-        return f"{text} [mistake: {self.mistake}]" if self.mistake else text
 
 
 class LearnerProcessFailure(BaseException):

@@ -164,6 +164,8 @@ def pytest_runtest_makereport(item, call):
 def _record(item, call, report) -> Record:
     rec = Record(item.nodeid, topic_of(item), report.passed)
     if report.passed:
+        if call.when == "call" and rec.topic and _config is not None:  # evidence against a mistake
+            _config.kata_passing.setdefault(_whose(item), []).append(remote.shared_process().tape or [])
         return rec
     e = call.excinfo.value if call.excinfo is not None else None
     if report.skipped:  # our tests never skip themselves: a skip is a failure here
@@ -175,6 +177,10 @@ def _record(item, call, report) -> Record:
     rec.text = describe(e)
     if rec.kind in DIAGNOSED and rec.topic:
         rec.matches = diagnose.matches(rec.topic, remote.shared_process().tape or [])
+        if rec.mistake and diagnose.mistake(rec.topic, rec.mistake) and rec.mistake not in rec.matches:
+            rec.matches.append(rec.mistake)  # a check of the source that named a catalogued mistake
+        if _config is not None:
+            _config.kata_failing.setdefault(_whose(item), []).append(rec)
         if rec.matches:  # plain pytest: the cause on its own line, in the catalog's words
             report.sections.append(("cause", cause_line(rec.topic, rec.matches)))
     return rec
@@ -188,6 +194,12 @@ DIAGNOSED = (Kind.ASSERTION.value, Kind.ERROR.value)
 def cause_line(topic: str, ids: list[str]) -> str:
     titles = [f"{diagnose.title(topic, m)} [{m}]" for m in ids]
     return ("cause: " if len(titles) == 1 else "cause, one of: ") + "; ".join(titles)
+
+
+def _whose(item) -> tuple:
+    """(implementation, topic) of a test: the evidence one implementation's passing tests give."""
+    impl = getattr(item, "funcargs", {}).get("impl")
+    return (getattr(impl, "key", ""), topic_of(item))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -261,9 +273,13 @@ def pytest_sessionstart(session):
     global _config
     _config = session.config
     _config.kata_records, _config.kata_current = [], {}
+    _config.kata_passing, _config.kata_failing = {}, {}  # (implementation, topic) -> tapes, records
 
 
 def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    for whose, records in getattr(config, "kata_failing", {}).items():  # "one of" told apart by the passes
+        diagnose.refine(whose[1], records, config.kata_passing.get(whose, []))
     diagnose.stop()
     remote.reset_shared()
     path = session.config.getoption("kata_json", None)

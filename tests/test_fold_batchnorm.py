@@ -104,6 +104,20 @@ def test_fold_batchnorm_matches_eval_mode_batch_norm_after_the_linear_layer(topi
                  why="it must equal F.batch_norm(x @ W + b, running_mean, running_var, gamma, beta, training=False)")
 
 
+def test_fold_batchnorm_keeps_float64_inputs_in_float64_precision(topic, gen):
+    W, b, rm, rv, gamma, beta = layer(gen, 9, 12)
+    shown = shown_call(W, b, rm, rv, gamma, beta, 1e-5)
+    W2, b2 = fold(topic, shown, W, b, rm, rv, gamma, beta, 1e-5)
+    scale = gamma / torch.sqrt(rv + 1e-5)
+    # a handful of float64 operations: another order of them differs by a few units of 2**-52 (about
+    # 1e-15 relative); a factor rounded to float32 on the way (.float()) is off by up to 6e-8
+    precise = dict(rtol=1e-12, atol=1e-12)
+    expect_close(W2, W * scale, call=shown, what="W' (float64 in, float64 arithmetic) is", **precise,
+                 why="compute the fold in the inputs' dtype: a float32 step loses 8 of float64's 16 digits")
+    expect_close(b2, (b - rm) * scale + beta, call=shown, what="b' is", **precise,
+                 why="compute the fold in the inputs' dtype: a float32 step loses 8 of float64's 16 digits")
+
+
 @pytest.mark.parametrize("n", [8, 27])
 def test_fold_batchnorm_scales_the_columns_of_a_square_weight(topic, gen, n):
     W, b, rm, rv, gamma, beta = layer(gen, n, n)
