@@ -163,9 +163,9 @@ class Row:
         if not self.failing:
             return False
         if self.combines:
-            named = {part for cause in self.named for m in cause for part in m.split("+")}
+            named = [m for cause in self.named for m in cause]
             unexplained = self.blocks - len(self.named)
-            return named == set(self.combines) and unexplained == 0
+            return sorted(named) == sorted(self.combines) and unexplained == 0
         return len(self.named) == 1 and self.mistake in self.named[0] and self.blocks == 1 \
             and set(self.named[0]) <= {self.mistake, *self.alike}
 

@@ -627,7 +627,11 @@ def _matches(topic: str, tape: list) -> list[str]:
     # the closest reproduction wins (byte for byte, then within tolerance, then draws alike), and
     # only when it is closer than the reference's: replies as near the reference's as a mistake's
     # are not that mistake's doing
-    return [m for m, how in found.items() if how == best] if best > reference else []
+    if best <= reference:
+        return []
+    closest = [m for m, how in found.items() if how == best]
+    singles = [m for m in closest if m not in _parts(topic)]
+    return singles or closest  # a pair is named only where no single mistake does it alone
 
 
 def refine(topic: str, records: list, passing: list) -> None:
@@ -678,7 +682,8 @@ def causes(records: list, topic: str) -> list:
     the tests only one of them explains decide, and a mistake whose tests another already explains
     is not named. Combinations (catalog entries that make two mistakes at once) are tried only for
     the tests no single mistake explains; a combination explains too what either of its parts
-    explains alone (a test where one of the two makes no difference), and replaces those parts."""
+    explains alone (a test where one of the two makes no difference), and is named as its two
+    mistakes, each once."""
     from kata.results import Cause
     explained: dict[str, set] = {}
     for r in records:
@@ -695,7 +700,11 @@ def causes(records: list, topic: str) -> list:
         if best is None or not explained[best] & uncovered:
             break
         chosen = [c for c in chosen if not set(c.tests) <= combos[best]]
-        chosen.append(Cause([best], [r.name for r in records if r.name in combos[best]]))
+        # one cause per mistake of the pair, each with what it explains alone and what only the
+        # pair explains: the learner reads each mistake once, in its own words
+        for part in parts[best]:
+            mine = explained.get(part, set()) | explained[best]
+            chosen.append(Cause([part], [r.name for r in records if r.name in mine]))
         uncovered -= combos.pop(best)
     return sorted(chosen, key=lambda c: -len(c.tests))
 
