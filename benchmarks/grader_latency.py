@@ -72,12 +72,14 @@ def one_shot(runs: int, hung: Path) -> None:
     print(f"ratio hung grade / grade: {m['python grader.py --impl <kaiming_std hangs>'] / grade:.2f} (goal <= 3)")
 
 
-def watch(runs: int) -> None:
+def watch(runs: int, source: Path = ROOT / "solutions", env: dict | None = None) -> float:
+    """The median time from saving TOPIC's file in a copy of `source` to `--watch`'s verdict line."""
     with tempfile.TemporaryDirectory() as tmp:
         impl = Path(tmp) / "impl"
-        shutil.copytree(ROOT / "solutions", impl, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(source, impl, ignore=shutil.ignore_patterns("__pycache__"))
         proc = subprocess.Popen([sys.executable, "-u", "grader.py", "--watch", "--impl", str(impl)], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, **(env or {})})
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put((time.perf_counter(), line)) for line in proc.stdout],
                          daemon=True).start()
@@ -100,6 +102,7 @@ def watch(runs: int) -> None:
                 latencies.append(wait_for(rf"^\[\d\d:\d\d:\d\d\]\s+\d+\s+{TOPIC}\s") - saved)
             print(f"watch: save -> verdict median {statistics.median(latencies):.2f} s  "
                   f"({', '.join(f'{x:.2f}' for x in latencies)}; includes up to 0.1 s of polling; goal <= 0.5)")
+            return statistics.median(latencies)
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)

@@ -3,7 +3,8 @@
     python grader.py --gradescope-bundle autograder.zip    # write the zip (kata/gradescope.py:write_bundle)
     python -m kata.gradescope [--root /autograder]         # grade one submission (run_autograder calls it)
 
-The zip holds the kata (kata/, tests/, grader.py, pyproject.toml), `setup.sh` (Gradescope runs it
+The zip holds the kata (kata/, tests/, grader.py, pyproject.toml, and solutions/, the reference the
+diagnosis replays its catalogued mistakes from, readable by root only), `setup.sh` (Gradescope runs it
 once to build the image: the CPU torch wheel and the kata), `run_autograder` (run for each
 submission) and MANIFEST.json, the sha256 of every file of the kata in the zip.
 
@@ -37,7 +38,7 @@ from pathlib import Path
 from kata import topics
 from kata.loader import ROOT
 
-SHIPPED = ("grader.py", "pyproject.toml", "README.md", "kata", "tests")
+SHIPPED = ("grader.py", "pyproject.toml", "README.md", "kata", "tests", "solutions")  # solutions: for diagnosis, root only
 RUN_DEADLINE = 600.0  # seconds a whole run may take: a normal one takes under 15, one hung function 3 more each
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -50,6 +51,10 @@ python3 -m pip install torch --index-url https://download.pytorch.org/whl/cpu
 python3 -m pip install .
 # the user learner code runs as (kata/gradescope.py): it cannot write the kata's files
 id -u nobody >/dev/null 2>&1 || useradd --system --no-create-home nobody
+# the reference (what diagnosis replays the catalogued mistakes from) is readable by root only
+chmod -R go-rwx solutions
+installed="$(cd / && python3 -c 'import kata, os; print(os.path.dirname(kata.__file__))')" \
+  && chmod -R go-rwx "$installed/solutions" || true
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -58,6 +63,9 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 cd "$ROOT/source" || exit 1
 if [ "$(id -u)" = 0 ]; then export KATA_LEARNER_USER="${KATA_LEARNER_USER-nobody}"; fi
+# the reference and the diagnosis cache (the catalogued mistakes, built from it): root only
+chmod -R go-rwx solutions
+mkdir -p -m 700 "$ROOT/source/.kata" && export KATA_STATE="$ROOT/source/.kata"
 exec "${PYTHON:-python3}" -m kata.gradescope --root "$ROOT"
 """
 

@@ -18,7 +18,10 @@ import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILTIN = {"exercises": ROOT / "exercises", "solutions": ROOT / "solutions"}
+# the reference: solutions/ in a clone; kata/solutions/ in an installed wheel (diagnosis needs it)
+BUILTIN = {"exercises": ROOT / "exercises",
+           "solutions": next((p for p in (ROOT / "solutions", Path(__file__).resolve().parent / "solutions")
+                              if p.is_dir()), ROOT / "solutions")}
 # the topic tests: tests/ in a clone of the repository; kata/tests/ in an installed wheel
 TESTS = next((p for p in (ROOT / "tests", Path(__file__).resolve().parent / "tests") if p.is_dir()), ROOT / "tests")
 _PREFIX = "_kata_impl"

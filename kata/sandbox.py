@@ -102,6 +102,12 @@ def _system_paths() -> list[Path]:
     return keep
 
 
+def _references() -> list[Path]:
+    """Where the reference may lie: solutions/ of a clone, kata/solutions/ of an installed wheel."""
+    from kata.loader import BUILTIN
+    return sorted(p for p in {(KATA / "solutions").resolve(), BUILTIN["solutions"].resolve()} if p.is_dir())
+
+
 def _holds_reference(p: Path) -> bool:
     """Would binding `p` show the reference (solutions/ of a clone)? A venv inside the clone would not."""
     reference = ROOT / "solutions"
@@ -127,6 +133,9 @@ def bwrap_command(stage: Path, control_fd: int) -> list[str]:
             continue
         args += _parents(p, bound, made) + ["--ro-bind", str(p), str(p)]
         bound.append(p)
+    for reference in _references():  # an installed wheel keeps the reference in kata/solutions: hidden
+        if any(reference.is_relative_to(b) for b in bound):
+            args += ["--tmpfs", str(reference)]
     args += ["--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT),
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
