@@ -64,8 +64,7 @@ def main() -> None:
         passing = median["passing"]
         print(f"ratio first failing grade / passing grade: {median['failing, cold cache'] / passing:.2f} (goal <= 2)")
         print(f"ratio warm failing grade / passing grade: {median['failing, warm cache'] / passing:.2f} (goal <= 1.2)")
-        print(f"cache after one failing grade: {statistics.median(sizes) / 1e6:.2f} MB "
-              f"(.kata/diagnosis/: the mutants' folders and cache.sqlite)")
+        print(f"cache after one failing grade: {statistics.median(sizes) / 1e6:.2f} MB (.kata/diagnosis/cache.sqlite)")
         warm = tmp / "cold0"
         watch(args.runs, wrong, {"KATA_STATE": str(warm)})
 

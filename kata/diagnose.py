@@ -73,38 +73,44 @@ def candidates(topic: str) -> list[Candidate]:
 
 
 def mutant_folder(mistake: topics.Mistake) -> Path:
-    """The reference with the mistake's patch, built once per content of the reference and patch."""
+    """The reference with the mistake's patch, built once per process in a private folder: this
+    code runs unsandboxed in the replay process, so it is never read back from a folder learner
+    code could have written to."""
     from kata.catalog import apply
     from kata.loader import BUILTIN
-    reference = BUILTIN["solutions"]
-    source = (reference / f"{mistake.topic}.py").read_text(encoding="utf-8")
-    digest = hashlib.sha256(json.dumps([source, mistake.patch]).encode()).hexdigest()[:16]
-    folder = _cache_root() / "mutants" / f"{mistake.topic}-{mistake.id}-{digest}"
-    if not (folder / f"{mistake.topic}.py").is_file():
-        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(reference, tmp, ignore=shutil.ignore_patterns("__pycache__"))
-        (tmp / f"{mistake.topic}.py").write_text(apply(mistake, source), encoding="utf-8")
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process built it first
-            shutil.rmtree(tmp, ignore_errors=True)
+    folder = _private() / f"{mistake.topic}-{mistake.id}"
+    if not folder.is_dir():
+        reference = BUILTIN["solutions"]
+        shutil.copytree(reference, folder, ignore=shutil.ignore_patterns("__pycache__"))
+        path = folder / f"{mistake.topic}.py"
+        path.write_text(apply(mistake, path.read_text(encoding="utf-8")), encoding="utf-8")
     return folder
 
 
-def _cache_root() -> Path:
-    from kata.hintstate import state_dir  # beside the learner's work, with the hint levels: one decision
+_mutants: Path | None = None
+
+
+def _private() -> Path:
+    global _mutants
+    if _mutants is None:
+        import atexit
+        import tempfile
+        _mutants = Path(tempfile.mkdtemp(prefix="kata-mutants-"))  # mode 0700
+        atexit.register(shutil.rmtree, _mutants, True)
+    return _mutants
+
+
+def _cache_root() -> Path | None:
+    """.kata/diagnosis/ beside the learner's work (with the hint levels: one decision), or None
+    where it cannot be written (then the cache lives in memory only)."""
+    from kata.hintstate import state_dir
     root = state_dir() / "diagnosis"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".writable"
-        probe.touch()
+        (root / ".writable").touch()
         return root
-    except OSError:  # a read-only folder (an installed package, a sandbox): a private one instead
-        import tempfile
-        root = Path(tempfile.gettempdir()) / f"kata-diagnosis-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        root.mkdir(parents=True, exist_ok=True)
-        return root
+    except OSError:
+        return None
 
 
 # ---------------------------------------------------------------- the trusted process
@@ -455,7 +461,10 @@ class Cache:
         if self._db is None:
             import sqlite3
             try:
-                self._db = sqlite3.connect(_cache_root() / "cache.sqlite", timeout=30, isolation_level=None)
+                root = _cache_root()
+                if root is None:
+                    raise sqlite3.OperationalError("no writable .kata/")
+                self._db = sqlite3.connect(root / "cache.sqlite", timeout=30, isolation_level=None)
                 # a cache needs no durability: no fsync per write (it cost minutes in the catalog check)
                 self._db.executescript(
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"

@@ -546,7 +546,7 @@ def warm() -> None:
     a learner process as another user (or in the sandbox) may no longer be able to."""
     import torch.nn.functional  # noqa: F401
     import torch.nn.init  # noqa: F401
-    from kata import loader  # noqa: F401
+    from kata import loader, notebook  # noqa: F401 - notebook: a bundle's cell lines (load_bundle)
     for rule in topics.SHORTCUTS.values():
         _install(rule)
 

@@ -160,6 +160,9 @@ class LearnerProcess:
     def _spawn_in_sandbox(self, child_in: int, child_out: int) -> int:
         for attempt in (1, 2):
             bundle = sandbox.stage_file(self.zygote.stage, self.bundle, "bundle.pkl") if self.bundle else None
+            cells = Path(self.bundle).with_name("cells.json") if self.bundle else None
+            if cells is not None and cells.is_file():  # the cells' lines, for the learner's tracebacks
+                sandbox.stage_file(self.zygote.stage, str(cells), "cells.json")
             try:
                 return self.zygote.spawn(child_in, child_out, self.log.fileno(), bundle)
             except sandbox.SandboxError as e:

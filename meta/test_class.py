@@ -82,6 +82,10 @@ def planted(tmp_path_factory):
     for k in range(CLASS_SIZE):
         student = f"s{k:03d}"
         chosen = rng.sample(topics.NAMES, rng.randint(0, 3))
+        if "modules" in chosen and "bias_redundancy" in chosen:
+            # bias_redundancy calls the student's Linear and BatchNorm1d: a mistake there too is two
+            # mistakes in one call, and may hide the passing tests that tell two of its mistakes apart
+            chosen.remove("bias_redundancy")
         plan[student] = {t: rng.choice(plantable(t)) for t in chosen}
         texts = {t: reference(t) for t in topics.NAMES}
         for t, m in plan[student].items():

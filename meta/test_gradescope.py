@@ -60,11 +60,14 @@ def test_write_bundle_has_setup_run_autograder_and_a_manifest_of_the_kata(bundle
         names = set(z.namelist())
         manifest = json.loads(z.read("MANIFEST.json"))
         mode = z.getinfo("run_autograder").external_attr >> 16
+        run_autograder = z.read("run_autograder").decode()
     assert {"setup.sh", "run_autograder", "MANIFEST.json", "grader.py", "kata/remote.py",
             "tests/test_batchnorm.py"} <= names
     assert mode & 0o111, "run_autograder must be executable"
     assert set(manifest) == names - {"setup.sh", "run_autograder", "MANIFEST.json"}
-    assert not any("solutions/" in n or "exercises/" in n for n in names), "the reference stays out of the bundle"
+    assert not any("exercises/" in n for n in names), "a learner's files stay out of the bundle"
+    # the reference travels for diagnosis, readable by root only once unzipped
+    assert any(n.startswith("solutions/") for n in names) and "chmod -R go-rwx solutions" in run_autograder
 
 
 MODES = [pytest.param({"KATA_SANDBOX": "0"}, id="process"),
