@@ -30,13 +30,12 @@ class ClassStats:
     unfinished: list = field(default_factory=list)  # [(student, topic or "", status, why)]
 
 
-def owner(topic: str, mistake: str) -> str:
-    """The topic whose catalog holds a mistake: a modules mistake that fails bias_redundancy (which
-    builds its layers from the student's modules.py) belongs to modules."""
-    for name in (topic, *topics.get(topic).uses):
-        if any(m.id == mistake for m in topics.mistakes(name)):
-            return name
-    return topic
+def owner(topic: str, mistake: str) -> tuple[str, str]:
+    """(the topic whose catalog holds a mistake, its id there): a modules mistake that fails
+    bias_redundancy (which builds its layers from the student's modules.py) is reported there as
+    "modules/<id>" and belongs to modules."""
+    home, _, plain = mistake.rpartition("/")
+    return (home or topic), plain
 
 
 def _test_base(name: str) -> str:
@@ -52,14 +51,20 @@ def stats(students: dict) -> ClassStats:
     shared: dict = {}
     for student, report in students.items():
         counted = set()
+        # a topic's own causes first, then those another topic's tests show (bias_redundancy's of
+        # modules): a mistake is counted once per student, under its own topic, and a "one of"
+        # that holds a mistake already counted there is that mistake
+        causes = [(name, cause) for name, entry in report["topics"].items() for cause in entry.get("causes", [])]
+        causes.sort(key=lambda nc: any("/" in m for m in nc[1].get("mistakes") or [nc[1]["mistake"]]))
+        for name, cause in causes:
+            pairs = [owner(name, m) for m in cause.get("mistakes") or [cause["mistake"]]]
+            home, ids = pairs[0][0], tuple(plain for _, plain in pairs)
+            if any((home, (i,)) in counted for i in ids) or (home, ids) in counted:
+                continue
+            counted.add((home, ids))
+            mistakes[home].setdefault(ids, []).append(student)
+            s.titles[(home, ids)] = cause.get("title", ids[0])
         for name, entry in report["topics"].items():
-            for cause in entry.get("causes", []):
-                ids = tuple(cause.get("mistakes") or [cause["mistake"]])
-                home = owner(name, ids[0])
-                if (home, ids) not in counted:  # once per student, under the mistake's own topic
-                    counted.add((home, ids))
-                    mistakes[home].setdefault(ids, []).append(student)
-                    s.titles[(home, ids)] = cause.get("title", ids[0])
             for failure in entry.get("unexplained", []):
                 first = (failure.get("message") or "").strip().splitlines()[:1]
                 key = (name, _test_base(failure["test"]), first[0] if first else "")

@@ -238,10 +238,11 @@ def test_a_mistake_is_counted_once_under_its_own_topic_with_its_catalog_entry():
     modules_mistake = topics.mistakes("modules")[0]
     batchnorm_mistake = topics.mistakes("batchnorm")[0]
     students = {
-        # a modules mistake that bias_redundancy's failures are attributed to: one count, under modules
+        # a modules mistake that bias_redundancy's failures are attributed to (the diagnosis names it
+        # there as "modules/<id>"): one count, under modules
         "ann": a_report(modules={"causes": [cause(modules_mistake.id)]},
-                        bias_redundancy={"causes": [cause(modules_mistake.id)]}),
-        "ben": a_report(bias_redundancy={"causes": [cause(modules_mistake.id)]}),
+                        bias_redundancy={"causes": [cause(f"modules/{modules_mistake.id}")]}),
+        "ben": a_report(bias_redundancy={"causes": [cause(f"modules/{modules_mistake.id}")]}),
         "cat": a_report(batchnorm={"causes": [cause(batchnorm_mistake.id)],
                                    "review": [{"line": 7, "why": "reaches torch._C"}]}),
         "dan": {**classroom.failed_report("grading took longer than the limit"), "outcome": classroom.TIMED_OUT,
