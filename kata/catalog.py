@@ -3,10 +3,11 @@
 A mistake (kata/hints/<topic>.toml) is a patch that turns the reference into a realistic wrong
 implementation. `check_topics` builds one folder per mistake (solutions/ with that patch applied)
 and runs each tests/test_<topic>.py on its topic's folders, all in one pytest process
-(`--impl-for topic=folder`, repeated); each
-mistake, single or combination, must fail at least one test.
+(`--impl-for topic=folder`, repeated), where each failure is diagnosed (kata/diagnose.py). Each
+mistake must fail at least one test and, graded alone, be named as itself and nothing else in one
+block (a combination: as exactly its two mistakes).
 
-    python -m kata.catalog [TOPIC ...]      # report every mistake: how many tests catch it
+    python -m kata.catalog [TOPIC ...]      # the self-diagnosis table: every mistake, its causes, its blocks
     python -m kata.catalog --stubs          # the generated stubs must fail every topic test
 """
 from __future__ import annotations
@@ -34,10 +35,6 @@ class Verdict:
 
     def text(self) -> str:
         return "\n".join(r.text for r in self.failed)
-
-    def mistakes(self) -> set:
-        """The catalogued mistakes the failures named (a field of each failure, kata/failure.py)."""
-        return {r.mistake for r in self.failed if r.mistake}
 
 
 def apply(mistake: topics.Mistake, source: str) -> str:

@@ -16,7 +16,7 @@ class Record:
     topic: str
     passed: bool
     kind: str | None = None     # a kata.failure.Kind value when it failed
-    mistake: str | None = None  # a catalogued mistake the failure recognised
+    mistake: str | None = None  # a catalogued mistake a test named itself (the shortcut it read in the source)
     text: str = ""              # the lesson: the failure's message and the learner's frames
     matches: list | None = None  # catalogued mistakes whose replay gives this failure's values (kata/diagnose.py);
     #                              None: not diagnosed (a pass, a timeout, a crash)
@@ -95,14 +95,6 @@ class TopicResult:
     @property
     def max_score(self) -> int:
         return self.topic.points
-
-    def mistakes(self) -> list[str]:
-        """Catalogued mistake ids named by failing tests, first seen first."""
-        seen = []
-        for t in self.tests:
-            if t.mistake and t.mistake not in seen:
-                seen.append(t.mistake)
-        return seen
 
     def as_dict(self) -> dict:
         return {"topic": self.topic.name, "tests": [asdict(t) for t in self.tests], "problem": self.problem,
