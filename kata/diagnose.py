@@ -699,6 +699,8 @@ def causes(records: list, topic: str) -> list:
         if not r.passed:
             for m in r.matches or ():
                 explained.setdefault(m, set()).add(r.name)
+    if not explained:
+        return []  # nothing matched (a pass, a stub): the catalog is not even read
     parts = _parts(topic)
     singles = [m for m in explained if m not in parts]
     chosen, uncovered = _greedy(singles, explained, set().union(*explained.values()) if explained else set(), topic,
