@@ -142,7 +142,7 @@ def test_gain_raises_value_error_for_any_other_name(learner, name):
     except (KataFailure, NotImplementedError):  # the shortcut rule, or the untouched stub: not this lesson
         raise
     except Exception as e:  # noqa: BLE001 - a wrong exception type is the lesson here
-        fail(f"{shown} raised {type(e).__name__}: {safe_repr(str(e))}, expected ValueError: the names are "
+        fail(f"{shown} raised {type(e).__name__}: {str(e)[:120]}, expected ValueError: the names are "
              "exactly linear, sigmoid, tanh, relu, leaky_relu and selu, case-sensitive")
     fail(f"{shown} returned {safe_repr(out)}, expected ValueError: the names are exactly linear, sigmoid, tanh, "
          "relu, leaky_relu and selu, case-sensitive")
