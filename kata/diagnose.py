@@ -306,7 +306,7 @@ def _drew(reply: dict, blobs: list, request) -> bool:
     learner module keeps (the lecture's global g), or it read an object made by such a call?"""
     state = reply.get("state") or {}
     return "rng" in state or bool(state.get("hidden_rng")) or bool(_moved_generators(reply, blobs, request)) \
-        or getattr(request, "random_source", False)
+        or request.random_source
 
 
 def _same(a, b, pairing: _Pairing, random: bool) -> bool:

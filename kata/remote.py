@@ -439,6 +439,7 @@ class Exchange:
     reply: dict | None = None  # None: no reply came (a timeout, a crash)
     reply_blobs: list = None
     called_back: list = None   # [callback, grad mode, default dtype] for each call of a callback
+    random_source: bool = False  # it reads an object an earlier random call made (kata/diagnose.py sets it)
 
     def observed(self, callbacks: dict) -> dict:
         """The callbacks, noting how learner code called each (split_loss's forward must run
